@@ -1,0 +1,5 @@
+//go:build race
+
+package workergroups
+
+const raceEnabled = true
