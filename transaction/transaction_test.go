@@ -1,0 +1,827 @@
+package transaction
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"github.com/emiago/sipgo/sip"
+)
+
+func TestTokenStringParseRoundTrip(t *testing.T) {
+	for _, tok := range []Token{{0, 0}, {0, 1}, {7, 3}, {1 << 20, 42}, {math.MaxUint32, math.MaxUint32}} {
+		s := tok.String()
+		got, err := ParseToken(s)
+		noErr(t, err, "ParseToken(%q)", s)
+		eq(t, tok, got, "round trip of %q", s)
+	}
+	eq(t, "12:34", Token{12, 34}.String())
+}
+
+func TestParseTokenMalformed(t *testing.T) {
+	for _, s := range []string{
+		"", ":", "1", "1:", ":1", "a:1", "1:b", "-1:2", "1:-2", "+1:2", " 1:2", "1:2 ",
+		"1:2:3", "4294967296:1", "1:4294967296", "0x1:2", "1.0:2", "1;2",
+	} {
+		_, err := ParseToken(s)
+		errIs(t, err, ErrBadToken, "ParseToken(%q)", s)
+	}
+}
+
+func FuzzParseToken(f *testing.F) {
+	for _, s := range []string{"0:0", "1:2", "4294967295:4294967295", "", "1:2:3", "a:b", "-1:1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tok, err := ParseToken(s)
+		if err != nil {
+			if !errors.Is(err, ErrBadToken) {
+				t.Fatalf("ParseToken(%q): error %v is not ErrBadToken", s, err)
+			}
+			return
+		}
+		back, err := ParseToken(tok.String())
+		if err != nil || back != tok {
+			t.Fatalf("ParseToken(%q) = %v; re-parse of %q = %v, %v", s, tok, tok.String(), back, err)
+		}
+	})
+}
+
+func TestStringers(t *testing.T) {
+	eq(t, "live", Live.String())
+	eq(t, "suspended", Suspended.String())
+	eq(t, "done", Done.String())
+	eq(t, "unknown", State(0).String())
+	for r, want := range map[Reason]string{ReasonNone: "none", ReasonTimer: "timer", ReasonTask: "task",
+		ReasonExternal: "external", ReasonTimeout: "timeout", ReasonCancel: "cancel", Reason(99): "unknown"} {
+		eq(t, want, r.String())
+	}
+	for e, want := range map[Event]string{EvSuspended: "suspended", EvResumed: "resumed",
+		EvExpired: "expired", EvCanceled: "canceled", EvEnded: "ended"} {
+		eq(t, want, e.String())
+	}
+}
+
+func TestAddAssignsTokens(t *testing.T) {
+	mock := clock.NewMock()
+	mock.Set(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	tt := New(Options{Clock: mock})
+	seen := map[Token]bool{}
+	var txs []*Tx
+	for i := range 5 {
+		req := newReq(sip.INVITE)
+		tx, err := tt.Add(req, nil)
+		need(t, err)
+		tok := tx.Token()
+		truth(t, !seen[tok], "token %s given twice", tok)
+		seen[tok] = true
+		eq(t, uint32(i), tok.Index, "fresh slots are taken in order")
+		eq(t, uint32(1), tok.Label, "a fresh slot's first label")
+		eq(t, Live, tx.State())
+		truth(t, tx.Request() == req, "the request is kept")
+		truth(t, tx.ServerTx() == nil, "no server transaction")
+		eq(t, mock.Now(), tx.Created())
+		eq(t, 0, tx.Parks())
+		got, err := tt.Get(tok)
+		need(t, err)
+		truth(t, got == tx, "Get returns the transaction of the token")
+		txs = append(txs, tx)
+	}
+	st := tt.Stats()
+	eq(t, 5, st.Live)
+	eq(t, 0, st.Parked)
+	eq(t, uint64(5), st.Created)
+	for _, tx := range txs {
+		tt.Finish(tx)
+	}
+	eq(t, 0, tt.Stats().Live)
+}
+
+func TestGetUnknownToken(t *testing.T) {
+	tt := New(Options{})
+	_, err := tt.Get(Token{0, 1})
+	errIs(t, err, ErrNotFound, "empty table")
+	tx, err := tt.Add(newReq(sip.MESSAGE), nil)
+	need(t, err)
+	_, err = tt.Get(Token{tx.Token().Index + 1, 1})
+	errIs(t, err, ErrNotFound, "index past the table")
+	_, err = tt.Get(Token{tx.Token().Index, tx.Token().Label + 1})
+	errIs(t, err, ErrNotFound, "a label from the future is not found")
+	eq(t, uint64(0), tt.Stats().StaleRefused, "none of these is stale")
+}
+
+func TestGetAfterFinish(t *testing.T) {
+	tt := New(Options{})
+	tx, err := tt.Add(newReq(sip.MESSAGE), nil)
+	need(t, err)
+	tok := tx.Token()
+	tt.Finish(tx)
+	eq(t, Done, tx.State())
+	_, err = tt.Get(tok)
+	errIs(t, err, ErrNotFound)
+	truth(t, !errors.Is(err, ErrStale), "the slot is not reused yet: not stale")
+	eq(t, uint64(1), tt.Stats().EndedRefused)
+	_, err = tt.Continue(tok, ReasonExternal, nil)
+	errIs(t, err, ErrNotFound, "resume after end is an error, not a crash")
+}
+
+func TestSlotReuseRefusesStaleToken(t *testing.T) {
+	tt := New(Options{})
+	old, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	oldTok := old.Token()
+	_, err = tt.Suspend(old, Suspension{Route: "RESUME"})
+	need(t, err)
+	truth(t, tt.Expire(oldTok), "expire the first transaction")
+
+	cur, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	curTok := cur.Token()
+	eq(t, oldTok.Index, curTok.Index, "the freed slot is reused")
+	eq(t, oldTok.Label+1, curTok.Label, "reuse bumps the label")
+	_, err = tt.Suspend(cur, Suspension{Route: "RESUME"})
+	need(t, err)
+
+	_, err = tt.Get(oldTok)
+	needIs(t, err, ErrStale)
+	eq(t, uint64(1), tt.Stats().StaleRefused)
+
+	_, err = tt.Continue(oldTok, ReasonTimer, nil)
+	errIs(t, err, ErrStale, "a stale resume is refused")
+	truth(t, !tt.Expire(oldTok), "a stale expiry does nothing")
+	truth(t, !tt.Abort(oldTok, 503, "Service Unavailable"), "a stale abort does nothing")
+	eq(t, uint64(4), tt.Stats().StaleRefused, "every stale use is counted")
+
+	eq(t, Suspended, cur.State(), "the current transaction is untouched")
+	got, err := tt.Continue(curTok, ReasonTimer, nil)
+	need(t, err)
+	truth(t, got == cur)
+}
+
+func TestSlotReuseManyGenerations(t *testing.T) {
+	tt := New(Options{})
+	var toks []Token
+	for range 10 {
+		tx, err := tt.Add(newReq(sip.OPTIONS), nil)
+		need(t, err)
+		toks = append(toks, tx.Token())
+		tt.Finish(tx)
+	}
+	for i, tok := range toks {
+		eq(t, uint32(0), tok.Index, "one slot serves them all")
+		eq(t, uint32(i+1), tok.Label)
+	}
+	cur, err := tt.Add(newReq(sip.OPTIONS), nil)
+	need(t, err)
+	for _, tok := range toks {
+		_, err := tt.Get(tok)
+		errIs(t, err, ErrStale, "token %s", tok)
+	}
+	tt.Finish(cur)
+}
+
+func TestSuspendContinueTwice(t *testing.T) {
+	// Suspend → resume → suspend again on the same transaction (Kamailio #645).
+	tt := New(Options{})
+	tx, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	tx.SetAttr("caller", "alice")
+
+	for park := 1; park <= 3; park++ {
+		tok, err := tt.Suspend(tx, Suspension{Route: fmt.Sprintf("R%d", park), Kind: "route"})
+		need(t, err, "park %d", park)
+		eq(t, tx.Token(), tok, "the token stays the same across parks")
+		eq(t, Suspended, tx.State())
+		eq(t, park, tx.Parks())
+		eq(t, fmt.Sprintf("R%d", park), tx.Suspension().Route)
+		eq(t, 1, tt.Stats().Parked)
+
+		got, err := tt.Continue(tok, ReasonTimer, nil)
+		need(t, err, "resume %d", park)
+		truth(t, got == tx)
+		eq(t, Live, tx.State())
+		eq(t, 0, tt.Stats().Parked)
+		v, ok := got.Attr("caller")
+		truth(t, ok && v == "alice", "attributes survive park %d", park)
+		got.SetAttr(fmt.Sprintf("park%d", park), true)
+	}
+	st := tt.Stats()
+	eq(t, uint64(3), st.Suspends)
+	eq(t, uint64(3), st.Resumes)
+	eq(t, 1, st.Live)
+	eq(t, 0, st.Parked)
+	eq(t, 4, len(tx.Attrs()), "attributes set between parks accumulate")
+	tt.Finish(tx)
+	st = tt.Stats()
+	eq(t, 0, st.Live)
+	eq(t, 0, st.Parked)
+}
+
+func TestContinueLiveTransaction(t *testing.T) {
+	tt := New(Options{})
+	tx, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	_, err = tt.Continue(tx.Token(), ReasonExternal, nil)
+	errIs(t, err, ErrNotSuspended)
+	eq(t, Live, tx.State())
+	eq(t, uint64(0), tt.Stats().Resumes)
+}
+
+func TestDoubleContinue(t *testing.T) {
+	tt := New(Options{})
+	tx, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	tok, err := tt.Suspend(tx, Suspension{Route: "RESUME"})
+	need(t, err)
+	_, err = tt.Continue(tok, ReasonTimer, nil)
+	need(t, err)
+	_, err = tt.Continue(tok, ReasonTask, nil)
+	errIs(t, err, ErrNotSuspended, "a token resumes once")
+	r, _ := tx.ResumeReason()
+	eq(t, ReasonTimer, r, "the refused resume changes nothing")
+	st := tt.Stats()
+	eq(t, uint64(1), st.Resumes)
+	eq(t, 0, st.Parked, "the parked count does not go below zero")
+}
+
+func TestSuspendNotLive(t *testing.T) {
+	tt := New(Options{})
+	tx, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	_, err = tt.Suspend(tx, Suspension{})
+	need(t, err)
+	_, err = tt.Suspend(tx, Suspension{})
+	errIs(t, err, ErrNotLive, "a parked transaction cannot park again")
+	eq(t, 1, tx.Parks())
+	eq(t, 1, tt.Stats().Parked)
+
+	done, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	tt.Finish(done)
+	_, err = tt.Suspend(done, Suspension{})
+	errIs(t, err, ErrNotLive, "an ended transaction cannot park")
+	eq(t, 1, tt.Stats().Parked)
+	eq(t, uint64(1), tt.Stats().Suspends)
+}
+
+func TestResumeReasonAndValue(t *testing.T) {
+	tt := New(Options{})
+	tx, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	r, v := tx.ResumeReason()
+	eq(t, ReasonNone, r, "a first run is not a resume")
+	eq[any](t, nil, v)
+
+	type payload struct{ N int }
+	tok, err := tt.Suspend(tx, Suspension{Value: payload{1}})
+	need(t, err)
+	eq[any](t, payload{1}, tx.Suspension().Value)
+	_, err = tt.Continue(tok, ReasonTimer, nil)
+	need(t, err)
+	r, v = tx.ResumeReason()
+	eq(t, ReasonTimer, r)
+	eq[any](t, payload{1}, v, "no value at resume: the suspension's value")
+
+	tok, err = tt.Suspend(tx, Suspension{Value: payload{2}})
+	need(t, err)
+	_, err = tt.Continue(tok, ReasonExternal, "from-outside")
+	need(t, err)
+	r, v = tx.ResumeReason()
+	eq(t, ReasonExternal, r)
+	eq[any](t, "from-outside", v, "a value given at resume wins")
+
+	tok, err = tt.Suspend(tx, Suspension{})
+	need(t, err)
+	_, err = tt.Continue(tok, ReasonTask, nil)
+	need(t, err)
+	r, v = tx.ResumeReason()
+	eq(t, ReasonTask, r)
+	eq[any](t, nil, v, "the value of an earlier park does not leak into a later one")
+}
+
+func TestMaxParked(t *testing.T) {
+	tt := New(Options{MaxParked: 2})
+	var txs []*Tx
+	for range 3 {
+		tx, err := tt.Add(newReq(sip.INVITE), nil)
+		need(t, err)
+		txs = append(txs, tx)
+	}
+	tok0, err := tt.Suspend(txs[0], Suspension{})
+	need(t, err)
+	_, err = tt.Suspend(txs[1], Suspension{})
+	need(t, err)
+	_, err = tt.Suspend(txs[2], Suspension{})
+	errIs(t, err, ErrTooMany)
+	eq(t, Live, txs[2].State(), "the refused transaction stays live for its route to answer")
+	eq(t, 0, txs[2].Parks())
+	st := tt.Stats()
+	eq(t, uint64(1), st.Rejected)
+	eq(t, 2, st.Parked)
+	eq(t, uint64(2), st.Suspends)
+
+	_, err = tt.Continue(tok0, ReasonTimer, nil)
+	need(t, err)
+	_, err = tt.Suspend(txs[2], Suspension{})
+	noErr(t, err, "room again after a resume")
+}
+
+func TestMaxLive(t *testing.T) {
+	tt := New(Options{MaxLive: 3})
+	var txs []*Tx
+	for range 3 {
+		tx, err := tt.Add(newReq(sip.INVITE), nil)
+		need(t, err)
+		txs = append(txs, tx)
+	}
+	_, err := tt.Suspend(txs[0], Suspension{})
+	need(t, err)
+	tx, err := tt.Add(newReq(sip.INVITE), nil)
+	errIs(t, err, ErrTableFull, "suspended transactions count against MaxLive")
+	truth(t, tx == nil)
+	st := tt.Stats()
+	eq(t, uint64(1), st.Rejected)
+	eq(t, 3, st.Live)
+	eq(t, uint64(3), st.Created)
+
+	tt.Finish(txs[1])
+	_, err = tt.Add(newReq(sip.INVITE), nil)
+	noErr(t, err, "room again after Finish")
+	truth(t, tt.Expire(txs[0].Token()))
+	_, err = tt.Add(newReq(sip.INVITE), nil)
+	noErr(t, err, "room again after Expire")
+}
+
+func TestMaxParkedDefaultsAndClamp(t *testing.T) {
+	tt := New(Options{MaxLive: 2, MaxParked: 10})
+	for range 2 {
+		tx, err := tt.Add(newReq(sip.INVITE), nil)
+		need(t, err)
+		_, err = tt.Suspend(tx, Suspension{})
+		need(t, err)
+	}
+	_, err := tt.Add(newReq(sip.INVITE), nil)
+	errIs(t, err, ErrTableFull)
+	def := New(Options{}).SuspendTimeout()
+	truth(t, def > 100*time.Second, "the default suspend timeout (%s) outlasts the longest timed park (100s)", def)
+	eq(t, 3*time.Second, New(Options{SuspendTimeout: 3 * time.Second}).SuspendTimeout())
+}
+
+func TestSuspensionDeadline(t *testing.T) {
+	mock := clock.NewMock()
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	mock.Set(start)
+	tt := New(Options{Clock: mock, SuspendTimeout: 5 * time.Second})
+	tx, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+
+	mock.Add(1500 * time.Millisecond)
+	tok, err := tt.Suspend(tx, Suspension{Route: "RESUME", Kind: "ms_route", Timeout: 250 * time.Millisecond})
+	need(t, err)
+	s := tx.Suspension()
+	eq(t, start.Add(1500*time.Millisecond), s.Since, "Since is the mock clock's now")
+	eq(t, s.Since.Add(250*time.Millisecond), s.Deadline, "Deadline = Since + Timeout")
+	eq(t, 250*time.Millisecond, s.Timeout)
+	eq(t, "RESUME", s.Route)
+	eq(t, "ms_route", s.Kind)
+
+	_, err = tt.Continue(tok, ReasonTimer, nil)
+	need(t, err)
+	mock.Add(time.Minute)
+	_, err = tt.Suspend(tx, Suspension{Route: "AGAIN"})
+	need(t, err)
+	s = tx.Suspension()
+	eq(t, start.Add(1500*time.Millisecond+time.Minute), s.Since)
+	eq(t, 5*time.Second, s.Timeout, "Timeout 0 takes the table's SuspendTimeout")
+	eq(t, s.Since.Add(5*time.Second), s.Deadline)
+
+	tt2 := New(Options{Clock: mock})
+	tx2, err := tt2.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	_, err = tt2.Suspend(tx2, Suspension{Timeout: -time.Second})
+	need(t, err)
+	def := tt2.SuspendTimeout()
+	eq(t, def, tx2.Suspension().Timeout, "a negative timeout takes the table's default")
+	eq(t, mock.Now().Add(def), tx2.Suspension().Deadline)
+}
+
+func TestExpire(t *testing.T) {
+	for _, m := range []sip.RequestMethod{sip.INVITE, sip.MESSAGE} {
+		t.Run(string(m), func(t *testing.T) {
+			var ev events
+			tt := New(Options{OnChange: ev.on})
+			tx, err := tt.Add(newReq(m), nil)
+			need(t, err)
+			tok, err := tt.Suspend(tx, Suspension{})
+			need(t, err)
+
+			truth(t, tt.Expire(tok), "a suspended transaction expires")
+			truth(t, !tt.Expire(tok), "and only once")
+			eq(t, Done, tx.State())
+			st := tt.Stats()
+			eq(t, 0, st.Live, "the slot is freed")
+			eq(t, 0, st.Parked)
+			eq(t, uint64(1), st.Expired)
+			_, err = tt.Get(tok)
+			errIs(t, err, ErrNotFound)
+			_, err = tt.Continue(tok, ReasonTimer, nil)
+			errIs(t, err, ErrNotFound, "the pending resume after expiry is refused")
+			eq(t, []Event{EvSuspended, EvExpired}, ev.of(tok))
+
+			next, err := tt.Add(newReq(m), nil)
+			need(t, err)
+			eq(t, tok.Index, next.Token().Index, "the freed slot is taken again")
+		})
+	}
+}
+
+func TestExpireNotSuspended(t *testing.T) {
+	tt := New(Options{})
+	tx, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	truth(t, !tt.Expire(tx.Token()), "a live transaction does not expire")
+
+	tok, err := tt.Suspend(tx, Suspension{})
+	need(t, err)
+	_, err = tt.Continue(tok, ReasonTimer, nil)
+	need(t, err)
+	truth(t, !tt.Expire(tok), "a resumed transaction does not expire")
+	eq(t, Live, tx.State())
+	st := tt.Stats()
+	eq(t, uint64(0), st.Expired)
+	eq(t, 1, st.Live)
+	truth(t, !tt.Expire(Token{99, 1}), "an unknown token does not expire")
+}
+
+func TestAbort(t *testing.T) {
+	var ev events
+	tt := New(Options{OnChange: ev.on})
+	live, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	parked, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	tok, err := tt.Suspend(parked, Suspension{})
+	need(t, err)
+
+	truth(t, !tt.Abort(live.Token(), 503, "Service Unavailable"), "a live transaction is its route's")
+	eq(t, Live, live.State())
+	truth(t, tt.Abort(tok, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5")))
+	truth(t, !tt.Abort(tok, 503, "Service Unavailable"), "only once")
+	eq(t, Done, parked.State())
+	eq(t, []Event{EvSuspended, EvEnded}, ev.of(tok))
+	st := tt.Stats()
+	eq(t, 1, st.Live)
+	eq(t, 0, st.Parked)
+	eq(t, uint64(0), st.Expired, "an abort is not an expiry")
+	_, err = tt.Continue(tok, ReasonTimer, nil)
+	errIs(t, err, ErrNotFound)
+}
+
+func TestOnChangeEvents(t *testing.T) {
+	var ev events
+	tt := New(Options{OnChange: ev.on})
+
+	a, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	tokA := a.Token()
+	_, err = tt.Suspend(a, Suspension{})
+	need(t, err)
+	_, err = tt.Continue(tokA, ReasonTimer, nil)
+	need(t, err)
+	_, err = tt.Suspend(a, Suspension{})
+	need(t, err)
+	truth(t, tt.Expire(tokA))
+
+	b, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	tokB := b.Token()
+	_, err = tt.Suspend(b, Suspension{})
+	need(t, err)
+	_, err = tt.Continue(tokB, ReasonTask, nil)
+	need(t, err)
+	tt.Finish(b)
+	tt.Finish(b)
+
+	c, err := tt.Add(newReq(sip.OPTIONS), nil)
+	need(t, err)
+	tt.Finish(c)
+
+	eq(t, []Event{EvSuspended, EvResumed, EvSuspended, EvExpired}, ev.of(tokA))
+	eq(t, []Event{EvSuspended, EvResumed, EvEnded}, ev.of(tokB), "Finish twice reports one end")
+	eq(t, []Event{EvEnded}, ev.of(c.Token()))
+	eq(t, 8, len(ev.log), "no other events")
+
+	// Refused operations report nothing.
+	_, _ = tt.Continue(tokA, ReasonTimer, nil)
+	tt.Expire(tokB)
+	eq(t, 8, len(ev.log))
+}
+
+func TestOnChangeRunsWithoutLocks(t *testing.T) {
+	// The callback may use the table and the transaction: no lock is held.
+	var tt *Table
+	var seen []string
+	tt = New(Options{OnChange: func(tx *Tx, ev Event) {
+		st := tt.Stats()
+		seen = append(seen, fmt.Sprintf("%s:%s:parked=%d", ev, tx.State(), st.Parked))
+		_ = tt.ParkedTokens()
+		tx.SetAttr("last", ev.String())
+	}})
+	within(t, "table operations with a re-entrant OnChange", func() {
+		tx, err := tt.Add(newReq(sip.INVITE), nil)
+		need(t, err)
+		tok, err := tt.Suspend(tx, Suspension{})
+		need(t, err)
+		_, err = tt.Continue(tok, ReasonTimer, nil)
+		need(t, err)
+		_, err = tt.Suspend(tx, Suspension{})
+		need(t, err)
+		tt.Abort(tok, 503, "Service Unavailable")
+		tx2, err := tt.Add(newReq(sip.INVITE), nil)
+		need(t, err)
+		tok2, err := tt.Suspend(tx2, Suspension{})
+		need(t, err)
+		tt.Expire(tok2)
+		tx3, err := tt.Add(newReq(sip.INVITE), nil)
+		need(t, err)
+		tt.Finish(tx3)
+	})
+	eq(t, []string{
+		"suspended:suspended:parked=1", "resumed:live:parked=0",
+		"suspended:suspended:parked=1", "ended:done:parked=0",
+		"suspended:suspended:parked=1", "expired:done:parked=0",
+		"ended:done:parked=0",
+	}, seen)
+}
+
+func TestFinish(t *testing.T) {
+	tt := New(Options{})
+	a, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	tt.Finish(a)
+	tt.Finish(a)
+	eq(t, 0, tt.Stats().Live, "Finish twice frees once")
+
+	b, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	eq(t, a.Token().Index, b.Token().Index)
+	tt.Finish(a) // a late Finish of the old transaction must not free b's slot
+	got, err := tt.Get(b.Token())
+	need(t, err, "b survives a late Finish of the slot's previous transaction")
+	truth(t, got == b)
+	eq(t, 1, tt.Stats().Live)
+
+	c, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	eq(t, b.Token().Index+1, c.Token().Index, "b's slot was not handed out again")
+
+	tok, err := tt.Suspend(b, Suspension{})
+	need(t, err)
+	tt.Finish(b)
+	eq(t, Suspended, b.State(), "Finish leaves a parked transaction to the engine")
+	eq(t, 1, tt.Stats().Parked)
+	_, err = tt.Continue(tok, ReasonTimer, nil)
+	need(t, err)
+	tt.Finish(b)
+	tt.Finish(c)
+	st := tt.Stats()
+	eq(t, 0, st.Live)
+	eq(t, 0, st.Parked)
+}
+
+func TestFinishAfterExpire(t *testing.T) {
+	tt := New(Options{})
+	a, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	tok, err := tt.Suspend(a, Suspension{})
+	need(t, err)
+	truth(t, tt.Expire(tok))
+	b, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	tt.Finish(a)
+	_, err = tt.Get(b.Token())
+	noErr(t, err, "a Finish after Expire does not touch the slot's new owner")
+	eq(t, 1, tt.Stats().Live)
+}
+
+func TestParkedLists(t *testing.T) {
+	tt := New(Options{})
+	var txs []*Tx
+	for range 5 {
+		tx, err := tt.Add(newReq(sip.INVITE), nil)
+		need(t, err)
+		txs = append(txs, tx)
+	}
+	eq(t, 0, len(tt.ParkedTokens()))
+	eq(t, 0, len(tt.Parked()))
+	for _, i := range []int{1, 3, 4} {
+		_, err := tt.Suspend(txs[i], Suspension{})
+		need(t, err)
+	}
+	eq(t, []Token{txs[1].Token(), txs[3].Token(), txs[4].Token()}, tt.ParkedTokens())
+	parked := tt.Parked()
+	eq(t, 3, len(parked))
+	for i, tx := range parked {
+		truth(t, tx == txs[[]int{1, 3, 4}[i]], "Parked()[%d]", i)
+	}
+
+	_, err := tt.Continue(txs[1].Token(), ReasonTimer, nil)
+	need(t, err)
+	truth(t, tt.Expire(txs[4].Token()))
+	eq(t, []Token{txs[3].Token()}, tt.ParkedTokens(), "resumed and expired ones are gone")
+	tt.Finish(txs[0])
+	eq(t, []Token{txs[3].Token()}, tt.ParkedTokens())
+}
+
+func TestAttrs(t *testing.T) {
+	tt := New(Options{})
+	tx, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	_, ok := tx.Attr("x")
+	truth(t, !ok)
+	tx.DelAttr("x") // on a nil map: harmless
+	tx.SetAttr("x", 1)
+	tx.SetAttr("y", "two")
+	all := tx.Attrs()
+	eq(t, map[string]any{"x": 1, "y": "two"}, all)
+	all["z"] = 3
+	_, ok = tx.Attr("z")
+	truth(t, !ok, "Attrs returns a copy")
+	tx.DelAttr("x")
+	_, ok = tx.Attr("x")
+	truth(t, !ok)
+	eq(t, map[string]any{"y": "two"}, tx.Attrs())
+}
+
+func TestRespondWithoutServerTx(t *testing.T) {
+	tt := New(Options{})
+	tx, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	errIs(t, tx.Reply(200, "OK", nil), ErrNoServerTx)
+	truth(t, !tx.FinalSent(), "nothing was sent")
+	truth(t, !tx.Canceled())
+	_, err = tt.Suspend(tx, Suspension{})
+	noErr(t, err, "a failed reply does not block a park")
+}
+
+func TestConcurrentAddSuspendContinueFinish(t *testing.T) {
+	const workers, perWorker = 16, 200
+	var resumed, ended atomic.Int64
+	tt := New(Options{OnChange: func(_ *Tx, ev Event) {
+		switch ev {
+		case EvResumed:
+			resumed.Add(1)
+		case EvEnded:
+			ended.Add(1)
+		}
+	}})
+	toks := make(chan Token, 64)
+	var parkers, resumers sync.WaitGroup
+	for w := range workers {
+		parkers.Go(func() {
+			for i := range perWorker {
+				tx, err := tt.Add(newReq(sip.INVITE), nil)
+				if err != nil {
+					t.Errorf("Add: %v", err)
+					return
+				}
+				tx.SetAttr("who", w*perWorker+i)
+				tok, err := tt.Suspend(tx, Suspension{Route: "RESUME"})
+				if err != nil {
+					t.Errorf("Suspend: %v", err)
+					return
+				}
+				toks <- tok
+			}
+		})
+	}
+	for range workers / 2 {
+		resumers.Go(func() {
+			for tok := range toks {
+				tx, err := tt.Continue(tok, ReasonTimer, nil)
+				if err != nil {
+					t.Errorf("Continue %s: %v", tok, err)
+					continue
+				}
+				// Park again and resume again (#645), then end.
+				if _, err := tt.Suspend(tx, Suspension{}); err != nil {
+					t.Errorf("second Suspend: %v", err)
+					continue
+				}
+				if _, err := tt.Continue(tok, ReasonTask, nil); err != nil {
+					t.Errorf("second Continue: %v", err)
+					continue
+				}
+				if _, ok := tx.Attr("who"); !ok {
+					t.Errorf("%s lost its attribute", tok)
+				}
+				tt.Finish(tx)
+			}
+		})
+	}
+	stop := make(chan struct{})
+	var observer sync.WaitGroup
+	observer.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			st := tt.Stats()
+			if st.Parked < 0 || st.Live < 0 || st.Parked > st.Live {
+				t.Errorf("inconsistent stats %+v", st)
+				return
+			}
+			_ = tt.ParkedTokens()
+		}
+	})
+	parkers.Wait()
+	close(toks)
+	resumers.Wait()
+	close(stop)
+	observer.Wait()
+
+	const n = workers * perWorker
+	st := tt.Stats()
+	eq(t, 0, st.Live)
+	eq(t, 0, st.Parked)
+	eq(t, uint64(n), st.Created)
+	eq(t, uint64(2*n), st.Suspends)
+	eq(t, uint64(2*n), st.Resumes)
+	eq(t, int64(2*n), resumed.Load())
+	eq(t, int64(n), ended.Load())
+	eq(t, 0, len(tt.ParkedTokens()))
+}
+
+func TestExpireContinueRace(t *testing.T) {
+	const rounds = 500
+	tt := New(Options{})
+	var expiredWins, continueWins int
+	for range rounds {
+		tx, err := tt.Add(newReq(sip.INVITE), nil)
+		need(t, err)
+		tok, err := tt.Suspend(tx, Suspension{})
+		need(t, err)
+
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var expired bool
+		var resumed *Tx
+		var cerr error
+		wg.Go(func() { <-start; expired = tt.Expire(tok) })
+		wg.Go(func() { <-start; resumed, cerr = tt.Continue(tok, ReasonTimer, nil) })
+		close(start)
+		wg.Wait()
+
+		if expired == (cerr == nil) {
+			t.Fatalf("expired=%v continue err=%v: exactly one must win", expired, cerr)
+		}
+		if expired {
+			expiredWins++
+			eq(t, Done, tx.State())
+		} else {
+			continueWins++
+			truth(t, resumed == tx)
+			eq(t, Live, tx.State())
+			tt.Finish(tx)
+		}
+	}
+	st := tt.Stats()
+	eq(t, 0, st.Live)
+	eq(t, 0, st.Parked)
+	eq(t, uint64(rounds), st.Expired+st.Resumes)
+	eq(t, uint64(expiredWins), st.Expired)
+	eq(t, uint64(continueWins), st.Resumes)
+}
+
+func TestAbortContinueRace(t *testing.T) {
+	const rounds = 300
+	tt := New(Options{})
+	for range rounds {
+		tx, err := tt.Add(newReq(sip.MESSAGE), nil)
+		need(t, err)
+		tok, err := tt.Suspend(tx, Suspension{})
+		need(t, err)
+		var wg sync.WaitGroup
+		var aborted bool
+		var cerr error
+		wg.Go(func() { aborted = tt.Abort(tok, 503, "Service Unavailable") })
+		wg.Go(func() { _, cerr = tt.Continue(tok, ReasonTimer, nil) })
+		wg.Wait()
+		if aborted == (cerr == nil) {
+			t.Fatalf("aborted=%v continue err=%v: exactly one must win", aborted, cerr)
+		}
+		if !aborted {
+			tt.Finish(tx)
+		}
+	}
+	st := tt.Stats()
+	eq(t, 0, st.Live)
+	eq(t, 0, st.Parked)
+}
