@@ -1,0 +1,518 @@
+// Package sipproxy is sipasync's SIP front: listeners on sipgo's transport
+// layer, request dispatch into the route table, the stateful relay (client
+// transactions, CANCEL, failure and reply routes), the registrar and location
+// service, and the default route set of a registrar + proxy.
+//
+// sipproxy does not use sipgo.Server, which ends a transaction as soon as its
+// handler returns. It installs its own TransactionLayer.OnRequest hook and
+// owns each server transaction's lifetime through the transaction table, so a
+// route may park a transaction and return without holding a goroutine.
+package sipproxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/sipasync/sipasync/routes"
+	"github.com/sipasync/sipasync/transaction"
+)
+
+// Errors of the proxy.
+var (
+	ErrRelayLimit   = errors.New("sipproxy: too many active relays")
+	ErrShuttingDown = errors.New("sipproxy: shutting down")
+	ErrNoListener   = errors.New("sipproxy: no listener for transport")
+	ErrNoTLSConfig  = errors.New("sipproxy: tls listener needs --tls-cert and --tls-key")
+)
+
+// Config configures a Proxy.
+type Config struct {
+	Listen   []Listen
+	TLS      *tls.Config // for tls listeners
+	Outbound string      // relay destination for requests to foreign domains ("" = the R-URI)
+	// Domains are extra host names that are "myself" besides the listen
+	// addresses, "localhost" and the hostname.
+	Domains   []string
+	UserAgent string
+	// MaxRelays bounds concurrently active client transactions (each has one
+	// reader goroutine). 0 means 20000.
+	MaxRelays int
+	// InviteTimeout ends a relayed INVITE that got a provisional response but
+	// no final one (Kamailio's fr_inv_timer): CANCEL downstream, 408 upstream.
+	// 0 means 120s.
+	InviteTimeout time.Duration
+	// OnCall, if set, is told how relayed calls progress (for device state).
+	// It runs on the relay's goroutine without locks held; keep it short.
+	OnCall       func(CallEvent)
+	Logger       *slog.Logger
+	Clock        clock.Clock
+	Location     LocationOptions
+	Transactions transaction.Options
+}
+
+// Stats are the proxy's counters.
+type Stats struct {
+	Requests, Replies, Relays, RelayRejected, Dropped, NoReply    uint64
+	Panics, Unmatched, StrayResponses, Rejected503, ACKsForwarded uint64
+	ActiveRelays                                                  int64
+}
+
+// Proxy is a registrar and stateful proxy driven by a route table.
+type Proxy struct {
+	cfg    Config
+	log    *slog.Logger
+	clock  clock.Clock
+	ua     *sipgo.UserAgent
+	txl    *sip.TransactionLayer
+	tpl    *sip.TransportLayer
+	routes *routes.Table
+	txs    *transaction.Table
+	loc    *Location
+
+	myself   map[string]bool
+	listenBy map[string]Listen // first listener per network (lower case)
+	relaySem chan struct{}
+
+	ctx      context.Context
+	cancel   context.CancelFunc
+	closing  atomic.Bool
+	relayWG  sync.WaitGroup
+	serveWG  sync.WaitGroup
+	closers  []func() error
+	stopOnce sync.Once
+
+	stats struct {
+		requests, replies, relays, relayRejected, dropped, noReply atomic.Uint64
+		panics, unmatched, stray, rejected503, acks                atomic.Uint64
+		activeRelays                                               atomic.Int64
+	}
+}
+
+// New builds a proxy over a route table. Start binds the listeners.
+func New(cfg Config, table *routes.Table) (*Proxy, error) {
+	if table == nil {
+		return nil, errors.New("sipproxy: nil route table")
+	}
+	if len(cfg.Listen) == 0 {
+		return nil, errors.New("sipproxy: no listen address")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.New()
+	}
+	if cfg.MaxRelays <= 0 {
+		cfg.MaxRelays = 20000
+	}
+	if cfg.InviteTimeout <= 0 {
+		cfg.InviteTimeout = 120 * time.Second
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "sipasync"
+	}
+	if cfg.Transactions.Clock == nil {
+		cfg.Transactions.Clock = cfg.Clock
+	}
+	if cfg.Location.Clock == nil {
+		cfg.Location.Clock = cfg.Clock
+	}
+	p := &Proxy{
+		cfg: cfg, log: cfg.Logger, clock: cfg.Clock, routes: table,
+		myself:   map[string]bool{"localhost": true},
+		listenBy: map[string]Listen{},
+		relaySem: make(chan struct{}, cfg.MaxRelays),
+	}
+	for _, l := range cfg.Listen {
+		if l.Network == "tls" && cfg.TLS == nil {
+			return nil, fmt.Errorf("%w (%s)", ErrNoTLSConfig, l)
+		}
+		p.myself[l.Host] = true
+		if _, ok := p.listenBy[l.Network]; !ok {
+			p.listenBy[l.Network] = l
+		}
+	}
+	for _, d := range cfg.Domains {
+		p.myself[strings.ToLower(d)] = true
+	}
+	p.txs = transaction.New(cfg.Transactions)
+	p.loc = NewLocation(cfg.Location)
+
+	ua, err := sipgo.NewUA(
+		sipgo.WithUserAgent(cfg.UserAgent),
+		sipgo.WithUserAgentHostname(cfg.Listen[0].Host),
+		sipgo.WithUserAgenTLSConfig(cfg.TLS),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerLogger(cfg.Logger),
+			sip.WithTransactionLayerUnhandledResponseHandler(p.onStrayResponse),
+		),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(cfg.Logger)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("sipproxy: user agent: %w", err)
+	}
+	p.ua, p.txl, p.tpl = ua, ua.TransactionLayer(), ua.TransportLayer()
+	p.txl.OnRequest(p.onRequest)
+	return p, nil
+}
+
+// Transactions returns the transaction table.
+func (p *Proxy) Transactions() *transaction.Table { return p.txs }
+
+// Location returns the location service.
+func (p *Proxy) Location() *Location { return p.loc }
+
+// Routes returns the route table (routes.Engine).
+func (p *Proxy) Routes() *routes.Table { return p.routes }
+
+// Logger returns the proxy's logger.
+func (p *Proxy) Logger() *slog.Logger { return p.log }
+
+// Context returns the proxy's lifetime context (cancelled by Close).
+func (p *Proxy) Context() context.Context { return p.ctx }
+
+// Listeners returns the configured listeners (with ports resolved after Start).
+func (p *Proxy) Listeners() []Listen { return append([]Listen(nil), p.cfg.Listen...) }
+
+// Start binds every listener (a port in use is an error returned here) and
+// serves them until Close. Serving starts only once every port is bound and
+// recorded, so request handling never sees a listener half set up.
+func (p *Proxy) Start(ctx context.Context) error {
+	p.ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	serves := make([]func() error, len(p.cfg.Listen))
+	for i, l := range p.cfg.Listen {
+		bound, serve, err := p.listen(l)
+		if err != nil {
+			p.closeListeners()
+			return err
+		}
+		p.cfg.Listen[i], serves[i] = bound, serve
+		if first, ok := p.listenBy[l.Network]; ok && first.Host == l.Host && first.Port == l.Port {
+			p.listenBy[l.Network] = bound
+		}
+	}
+	for i, l := range p.cfg.Listen {
+		serve := serves[i]
+		p.serveWG.Add(1)
+		go func() {
+			defer p.serveWG.Done()
+			if err := serve(); err != nil && !errors.Is(err, net.ErrClosed) && p.ctx.Err() == nil {
+				p.log.Error("listener stopped", "socket", l.String(), "error", err)
+			}
+		}()
+		p.log.Info("listening", "socket", l.String())
+	}
+	go p.loc.Run(p.ctx.Done(), time.Second)
+	return nil
+}
+
+// listen binds l and returns it with its port resolved and the function
+// that serves it.
+func (p *Proxy) listen(l Listen) (Listen, func() error, error) {
+	switch l.Network {
+	case "udp":
+		conn, err := net.ListenPacket("udp", l.Addr())
+		if err != nil {
+			return l, nil, fmt.Errorf("sipproxy: listen %s: %w", l, err)
+		}
+		l.Port = conn.LocalAddr().(*net.UDPAddr).Port
+		p.closers = append(p.closers, conn.Close)
+		return l, func() error { return p.tpl.ServeUDP(conn) }, nil
+	case "tcp", "ws", "tls":
+		var ln net.Listener
+		var err error
+		if l.Network == "tls" {
+			ln, err = tls.Listen("tcp", l.Addr(), p.cfg.TLS)
+		} else {
+			ln, err = net.Listen("tcp", l.Addr())
+		}
+		if err != nil {
+			return l, nil, fmt.Errorf("sipproxy: listen %s: %w", l, err)
+		}
+		l.Port = ln.Addr().(*net.TCPAddr).Port
+		p.closers = append(p.closers, ln.Close)
+		switch l.Network {
+		case "tcp":
+			return l, func() error { return p.tpl.ServeTCP(ln) }, nil
+		case "ws":
+			return l, func() error { return p.tpl.ServeWS(ln) }, nil
+		default:
+			return l, func() error { return p.tpl.ServeTLS(ln) }, nil
+		}
+	default:
+		return l, nil, fmt.Errorf("%w: %s", ErrBadListen, l)
+	}
+}
+
+func (p *Proxy) closeListeners() {
+	for _, c := range p.closers {
+		_ = c()
+	}
+	p.closers = nil
+}
+
+// Drain stops taking new transactions: from now on new requests get 503 with
+// Retry-After. Live and parked transactions go on.
+func (p *Proxy) Drain() { p.closing.Store(true) }
+
+// Draining reports whether Drain was called.
+func (p *Proxy) Draining() bool { return p.closing.Load() }
+
+// Shutdown drains, waits until no transaction is live and no relay is
+// active or ctx ends, then answers what is still parked with 503 and closes
+// everything. It returns how many transactions were still live at the end.
+func (p *Proxy) Shutdown(ctx context.Context) int {
+	p.Drain()
+	t := p.clock.Ticker(20 * time.Millisecond)
+	defer t.Stop()
+	for p.txs.Stats().Live > 0 || p.stats.activeRelays.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			goto done
+		case <-t.C:
+		}
+	}
+done:
+	for _, tok := range p.txs.ParkedTokens() {
+		p.txs.Abort(tok, sip.StatusServiceUnavailable, "Service Unavailable", retryAfter())
+	}
+	left := p.txs.Stats().Live
+	p.Close()
+	return left
+}
+
+// Close stops the listeners and the transaction layer at once.
+func (p *Proxy) Close() {
+	p.stopOnce.Do(func() {
+		if p.cancel != nil {
+			p.cancel()
+		}
+		p.closeListeners()
+		_ = p.ua.Close()
+	})
+}
+
+// Stats returns the proxy's counters.
+func (p *Proxy) Stats() Stats {
+	return Stats{
+		Requests: p.stats.requests.Load(), Replies: p.stats.replies.Load(),
+		Relays: p.stats.relays.Load(), RelayRejected: p.stats.relayRejected.Load(),
+		Dropped: p.stats.dropped.Load(), NoReply: p.stats.noReply.Load(),
+		Panics: p.stats.panics.Load(), Unmatched: p.stats.unmatched.Load(),
+		StrayResponses: p.stats.stray.Load(), Rejected503: p.stats.rejected503.Load(),
+		ACKsForwarded: p.stats.acks.Load(), ActiveRelays: p.stats.activeRelays.Load(),
+	}
+}
+
+func retryAfter() sip.Header { return sip.NewHeader("Retry-After", "5") }
+
+// onRequest is sipgo's transaction-layer hook: one call per new server
+// transaction, on sipgo's per-message goroutine.
+func (p *Proxy) onRequest(req *sip.Request, stx *sip.ServerTx) {
+	p.stats.requests.Add(1)
+	switch {
+	case req.IsCancel():
+		// sipgo answers a CANCEL that matches a server transaction itself;
+		// one that reaches us matches nothing.
+		p.stats.unmatched.Add(1)
+		_ = stx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+		stx.Terminate()
+		return
+	case req.IsAck():
+		// An ACK for a 2xx (its own transaction): route it, never answer it.
+		tx, err := p.txs.Add(req, nil)
+		stx.Terminate()
+		if err != nil {
+			p.stats.dropped.Add(1)
+			return
+		}
+		p.runRoute(tx, routes.KindRequest, "", nil, nil)
+		return
+	}
+	if p.closing.Load() {
+		p.stats.rejected503.Add(1)
+		res := sip.NewResponseFromRequest(req, sip.StatusServiceUnavailable, "Service Unavailable", nil)
+		res.AppendHeader(retryAfter())
+		_ = stx.Respond(res)
+		return
+	}
+	tx, err := p.txs.Add(req, stx)
+	if err != nil {
+		p.stats.rejected503.Add(1)
+		res := sip.NewResponseFromRequest(req, sip.StatusServiceUnavailable, "Service Unavailable", nil)
+		res.AppendHeader(retryAfter())
+		_ = stx.Respond(res)
+		return
+	}
+	p.runRoute(tx, routes.KindRequest, "", nil, nil)
+}
+
+// RunRoute runs kind[name] for a live transaction (a resume, a task) with
+// the engine's finishing rules: whatever the route leaves unanswered gets an
+// answer. It is how the async engine resumes transactions.
+func (p *Proxy) RunRoute(tx *transaction.Tx, kind routes.Kind, name string) {
+	p.runRoute(tx, kind, name, nil, nil)
+}
+
+// RunHandler is RunRoute with a handler given directly (a continuation of
+// a Sleep form); kind and name label the run.
+func (p *Proxy) RunHandler(tx *transaction.Tx, kind routes.Kind, name string, h routes.Handler) {
+	c := routes.NewContext(routes.ContextOptions{Ctx: p.ctxOrBackground(), Engine: p, Kind: kind, Name: name,
+		Tx: tx, Logger: p.txLogger(tx)})
+	p.finish(c, p.serve(h, c))
+}
+
+// RunDetached runs kind[name] with no transaction, e.g. a data task or an
+// event route; req may be a synthetic request.
+func (p *Proxy) RunDetached(kind routes.Kind, name string, req *sip.Request, data any) error {
+	h, err := p.routes.Lookup(kind, name)
+	if err != nil {
+		return err
+	}
+	c := routes.NewContext(routes.ContextOptions{Ctx: p.ctx, Engine: p, Kind: kind, Name: name,
+		Request: req, Logger: p.log.With("route", kind.String()+"["+name+"]"), Data: data})
+	return p.serve(h, c)
+}
+
+func (p *Proxy) runRoute(tx *transaction.Tx, kind routes.Kind, name string, res *sip.Response, prev *routes.Context) *routes.Context {
+	c := routes.NewContext(routes.ContextOptions{Ctx: p.ctxOrBackground(), Engine: p, Kind: kind, Name: name,
+		Tx: tx, Response: res, Logger: p.txLogger(tx)})
+	if prev != nil && prev.RecordRouted() {
+		c.RecordRoute()
+	}
+	h, err := p.routes.Lookup(kind, name)
+	if err == nil {
+		err = p.serve(h, c)
+	}
+	p.finish(c, err)
+	return c
+}
+
+func (p *Proxy) ctxOrBackground() context.Context {
+	if p.ctx == nil {
+		return context.Background()
+	}
+	return p.ctx
+}
+
+// txLogger is the base logger of a route run; the Context adds the
+// Call-ID and token when the route first logs.
+func (p *Proxy) txLogger(*transaction.Tx) *slog.Logger { return p.log }
+
+// serve runs a handler under recover: a panic is logged with its stack,
+// counted, and answered 500.
+func (p *Proxy) serve(h routes.Handler, c *routes.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.stats.panics.Add(1)
+			c.Logger().Error("route panicked", "route", c.Kind().String()+"["+c.RouteName()+"]", "panic", r, "stack", string(debug.Stack()))
+			err = routes.Error(500, "Server Internal Error", fmt.Errorf("route panicked: %v", r))
+		}
+	}()
+	return h.ServeSIP(c)
+}
+
+// finish applies the rules for what a route left behind.
+func (p *Proxy) finish(c *routes.Context, err error) {
+	tx := c.Tx()
+	req := tx.Request()
+	if err != nil && c.Outcome() != routes.OutcomeNone {
+		c.Logger().Warn("route returned an error after acting", "error", err, "outcome", c.Outcome())
+	}
+	switch c.Outcome() {
+	case routes.OutcomeParked, routes.OutcomeRelayed:
+		return // the async engine or the relay owns the transaction now
+	case routes.OutcomeReplied:
+		p.txs.Finish(tx)
+		return
+	case routes.OutcomeDropped:
+		p.stats.dropped.Add(1)
+		if stx := tx.ServerTx(); stx != nil && !tx.FinalSent() {
+			stx.Terminate()
+		}
+		p.txs.Finish(tx)
+		return
+	}
+	if req.IsAck() || tx.ServerTx() == nil {
+		if err != nil {
+			c.Logger().Info("route for ACK failed", "error", err)
+		}
+		p.txs.Finish(tx)
+		return
+	}
+	if !tx.FinalSent() && !tx.Canceled() {
+		code, reason := 500, "Server Internal Error - No Reply"
+		if err != nil {
+			code, reason = routes.StatusOf(err)
+			c.Logger().Info("route error answered", "code", code, "error", err)
+		} else {
+			p.stats.noReply.Add(1)
+		}
+		var hdrs []sip.Header
+		if code == 503 {
+			hdrs = append(hdrs, retryAfter())
+		}
+		if rerr := tx.Reply(code, reason, nil, hdrs...); rerr == nil {
+			p.stats.replies.Add(1)
+		}
+	}
+	p.txs.Finish(tx)
+}
+
+// Reply implements routes.Engine.
+func (p *Proxy) Reply(c *routes.Context, code int, reason string, body []byte, hdrs ...sip.Header) error {
+	tx := c.Tx()
+	if c.Request().IsAck() {
+		return errors.New("sipproxy: an ACK is never answered")
+	}
+	if err := tx.Reply(code, reason, body, hdrs...); err != nil {
+		return err
+	}
+	p.stats.replies.Add(1)
+	return nil
+}
+
+// IsMyself reports whether a host (and port, when non-zero) addresses this
+// proxy: is_myself().
+func (p *Proxy) IsMyself(host string, port int) bool {
+	if !p.myself[strings.ToLower(strings.Trim(host, "[]"))] {
+		return false
+	}
+	if port == 0 {
+		return true
+	}
+	for _, l := range p.cfg.Listen {
+		if l.Port == port {
+			return true
+		}
+	}
+	return false
+}
+
+// listenFor returns the listener to use for a transport ("UDP", "TCP", ...).
+func (p *Proxy) listenFor(transport string) (Listen, bool) {
+	l, ok := p.listenBy[strings.ToLower(transport)]
+	return l, ok
+}
+
+func portOrDefault(u sip.Uri, transport string) int {
+	if u.Port > 0 {
+		return u.Port
+	}
+	return int(sip.DefaultPort(transport))
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
