@@ -1,0 +1,106 @@
+// Command testproxy is the proxy the end-to-end tests drive: the common
+// flags plus --mode, which picks a route set that exercises one rule of
+// suspension. It logs "request route ran" each time its request route runs,
+// so tests can count runs.
+package main
+
+import (
+	"errors"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/sipasync/sipasync/async"
+	"github.com/sipasync/sipasync/internal/app"
+	"github.com/sipasync/sipasync/routes"
+	"github.com/sipasync/sipasync/transaction"
+)
+
+func main() {
+	var mode string
+	var delay time.Duration
+	os.Exit(app.Main("testproxy", os.Args[1:], os.Stderr,
+		func(fs *pflag.FlagSet) {
+			fs.StringVar(&mode, "mode", "park", "park, suspend, external, chain, task")
+			fs.DurationVar(&delay, "delay", time.Second, "park time")
+		},
+		func(a *app.App) error {
+			park := func(c *routes.Context, name string) error {
+				if delay < time.Second || delay%time.Second != 0 {
+					return async.MsRoute(c, name, delay)
+				}
+				return async.Route(c, name, delay)
+			}
+			notFound := routes.HandlerFunc(func(c *routes.Context) error { return c.Reply(404, "Not found") })
+			var req routes.HandlerFunc
+			switch mode {
+			case "park":
+				req = func(c *routes.Context) error { return park(c, "RESUME") }
+			case "suspend":
+				req = func(c *routes.Context) error {
+					_, err := async.Suspend(c, "RESUME", nil)
+					return err
+				}
+			case "external":
+				req = func(c *routes.Context) error {
+					e, err := async.EngineOf(c)
+					if err != nil {
+						return err
+					}
+					tok, err := async.Suspend(c, "CHECK", nil)
+					if err != nil {
+						return err
+					}
+					time.AfterFunc(delay, func() {
+						if err := e.Resume(tok, "from-outside"); err != nil {
+							a.Log.Error("external resume failed", "error", err)
+						}
+					})
+					return nil
+				}
+				if err := a.Routes.Route("CHECK", routes.HandlerFunc(func(c *routes.Context) error {
+					if c.ResumeReason() != transaction.ReasonExternal || c.ResumeValue() != "from-outside" {
+						return routes.Error(500, "Wrong Resume", errors.New("unexpected reason or value"))
+					}
+					return c.Reply(404, "Not found")
+				})); err != nil {
+					return err
+				}
+			case "chain":
+				req = func(c *routes.Context) error {
+					c.SetAttr("hops", 0)
+					return park(c, "STEP")
+				}
+				if err := a.Routes.Route("STEP", routes.HandlerFunc(func(c *routes.Context) error {
+					hops, _ := c.Attr("hops")
+					n, _ := hops.(int)
+					c.SetAttr("hops", n+1)
+					if n+1 < 3 {
+						return park(c, "STEP") // suspend again after a resume
+					}
+					if c.ResumeReason() != transaction.ReasonTimer {
+						return routes.Error(500, "Wrong Resume", errors.New("unexpected reason"))
+					}
+					return c.Reply(404, "Not found")
+				})); err != nil {
+					return err
+				}
+			case "task":
+				req = func(c *routes.Context) error { return async.TaskRoute(c, "RESUME") }
+			default:
+				return errors.New("unknown --mode " + mode)
+			}
+			if err := a.Routes.Route("RESUME", notFound); err != nil {
+				return err
+			}
+			return a.Routes.Request(routes.HandlerFunc(func(c *routes.Context) error {
+				if c.Request().IsAck() {
+					c.Drop()
+					return nil
+				}
+				c.Logger().Info("request route ran", "method", c.Request().Method)
+				return req(c)
+			}))
+		}))
+}

@@ -1,0 +1,133 @@
+// Command shaper is the seed's REQUESTSHAPER: a leaky bucket per source
+// (the From domain by default, as the seed's key=$fd) computes how long each
+// request must wait so that a source never exceeds --shape-rate requests per
+// second; the request is parked that long with async.MsSleep and then looked
+// up and relayed. No request is dropped; one that would wait longer than
+// --max-delay is answered 503 with Retry-After.
+//
+//	go run ./examples/shaper --async-ms-timer 1 --shape-rate 250
+//
+// Every --report it logs how exactly the delays were kept: the p50, p99 and
+// max of actual minus intended delay ("shaper lateness").
+package main
+
+import (
+	"errors"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/spf13/pflag"
+
+	"github.com/sipasync/sipasync/async"
+	"github.com/sipasync/sipasync/internal/app"
+	"github.com/sipasync/sipasync/routes"
+	"github.com/sipasync/sipasync/sipproxy"
+	"github.com/sipasync/sipasync/transaction"
+)
+
+// bucket is one source's leaky bucket: the time its next request may pass.
+type bucket struct{ next time.Time }
+
+// lateness collects actual − intended delay of released requests.
+type lateness struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *lateness) add(d time.Duration) {
+	l.mu.Lock()
+	if len(l.d) < 1<<20 {
+		l.d = append(l.d, d)
+	}
+	l.mu.Unlock()
+}
+
+func (l *lateness) take() []time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.d
+	l.d = nil
+	return out
+}
+
+func pct(s []time.Duration, p float64) time.Duration {
+	if len(s) == 0 {
+		return 0
+	}
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+func main() {
+	var rate float64
+	var maxDelay, report time.Duration
+	var key string
+	os.Exit(app.Main("shaper", os.Args[1:], os.Stderr,
+		func(fs *pflag.FlagSet) {
+			fs.Float64Var(&rate, "shape-rate", 250, "requests per second let through per source")
+			fs.DurationVar(&maxDelay, "max-delay", 30*time.Second, "longest wait; beyond it 503 (at most 30s, the async_ms_sleep limit)")
+			fs.StringVar(&key, "shape-key", "from-domain", "what a source is: from-domain, from-user or source")
+			fs.DurationVar(&report, "report", 10*time.Second, "how often the lateness summary is logged")
+		},
+		func(a *app.App) error {
+			if rate <= 0 || maxDelay <= 0 || maxDelay > async.MaxMillis {
+				return errors.New("--shape-rate must be > 0 and --max-delay within 1ms..30s")
+			}
+			interval := time.Duration(float64(time.Second) / rate)
+			buckets := (&transaction.Shared{}).Table("shaper")
+			late := &lateness{}
+			go func() {
+				for range time.Tick(report) {
+					s := late.take()
+					if len(s) == 0 {
+						continue
+					}
+					slices.Sort(s)
+					a.Log.Info("shaper lateness", "n", len(s), "p50_us", pct(s, .5).Microseconds(),
+						"p99_us", pct(s, .99).Microseconds(), "max_us", s[len(s)-1].Microseconds())
+				}
+			}()
+			sourceOf := func(c *routes.Context) string {
+				req := c.Request()
+				switch key {
+				case "from-user":
+					return sipproxy.FromUser(req)
+				case "source":
+					return req.Source()
+				}
+				if f := req.From(); f != nil {
+					return f.Address.Host
+				}
+				return ""
+			}
+			return a.Routes.Request(a.Proxy.DefaultRoute(sipproxy.DefaultOptions{
+				BeforeRelay: routes.HandlerFunc(func(c *routes.Context) error {
+					now := time.Now()
+					// route[REQUESTSHAPER]: the bucket says how long to wait.
+					v := buckets.Update(sourceOf(c), func(old any, _ bool) any {
+						b, _ := old.(bucket)
+						if b.next.Before(now) {
+							b.next = now
+						}
+						b.next = b.next.Add(interval)
+						return b
+					})
+					delay := v.(bucket).next.Add(-interval).Sub(now).Round(time.Millisecond)
+					if delay <= 0 {
+						return nil // no delay: lookup and relay now
+					}
+					if delay > maxDelay {
+						secs := strconv.Itoa(int(delay/time.Second) + 1)
+						return c.Reply(503, "Service Unavailable", sip.NewHeader("Retry-After", secs))
+					}
+					return async.MsSleep(c, delay, func(c *routes.Context) error {
+						late.add(time.Since(now) - delay)
+						return a.Proxy.LookupRelay(c)
+					})
+				}),
+			}))
+		}))
+}

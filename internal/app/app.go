@@ -1,0 +1,291 @@
+// Package app is the wiring shared by cmd/sipasync and the examples: the
+// common flags, logging, the proxy and async engine built from them, signal
+// handling and graceful shutdown. A library user needs none of it.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/spf13/pflag"
+
+	"github.com/sipasync/sipasync/devicestate"
+	"github.com/sipasync/sipasync/eventbus"
+	"github.com/sipasync/sipasync/eventbus/evi"
+	"github.com/sipasync/sipasync/routes"
+	"github.com/sipasync/sipasync/sipevents"
+	"github.com/sipasync/sipasync/sipproxy"
+	"github.com/sipasync/sipasync/transaction"
+)
+
+// ErrUsage marks errors that are the operator's (bad flag or value): exit 2.
+var ErrUsage = errors.New("usage")
+
+// Flags are the options common to every sipasync program.
+type Flags struct {
+	Listen          []string
+	TLSCert, TLSKey string
+	Outbound        string
+	Domains         []string
+	LogLevel        string
+	LogFormat       string
+	ShutdownTimeout time.Duration
+	SuspendTimeout  time.Duration
+	MaxParked       int
+	MaxRelays       int
+	InviteTimeout   time.Duration
+	Events          []string
+
+	Async       AsyncFlags
+	DeviceState DeviceStateFlags
+}
+
+// Register adds the common flags to fs.
+func (f *Flags) Register(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&f.Listen, "listen", []string{"udp:127.0.0.1:5060"}, "listening socket proto:ip[:port] (udp, tcp, tls, ws); repeatable")
+	fs.StringVar(&f.TLSCert, "tls-cert", "", "certificate file (PEM) for tls listeners")
+	fs.StringVar(&f.TLSKey, "tls-key", "", "private key file (PEM) for tls listeners")
+	fs.StringVar(&f.Outbound, "outbound", "", "relay requests for foreign domains to this [proto:]host:port instead of their R-URI")
+	fs.StringArrayVar(&f.Domains, "domain", nil, "extra domain served by this proxy (is_myself); repeatable")
+	fs.StringVar(&f.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&f.LogFormat, "log-format", "text", "log format: text or json")
+	fs.DurationVar(&f.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long live transactions may finish")
+	fs.DurationVar(&f.SuspendTimeout, "suspend-timeout", 120*time.Second, "a parked transaction nobody resumes within this is answered (408 INVITE, 500 other)")
+	fs.IntVar(&f.MaxParked, "max-parked", 1000000, "most transactions parked at once; past it parking fails (503)")
+	fs.IntVar(&f.MaxRelays, "max-relays", 20000, "most relayed transactions waiting for a final response at once; past it 503")
+	fs.DurationVar(&f.InviteTimeout, "invite-timeout", 120*time.Second, "a relayed INVITE with a provisional but no final response is cancelled and answered 408 after this")
+	fs.StringArrayVar(&f.Events, "event", nil, "subscribe a transport to an event: NAME=SOCKET, e.g. 'E_SIP_MESSAGE=udp:127.0.0.1:8888'; repeatable")
+	f.Async.Register(fs)
+	f.DeviceState.Register(fs)
+}
+
+// Logger builds the logger from --log-level and --log-format.
+func (f *Flags) Logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.LogLevel)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", ErrUsage, f.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(f.LogFormat) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("%w: --log-format %q: want text or json", ErrUsage, f.LogFormat)
+}
+
+// ProxyConfig turns the flags into a proxy configuration.
+func (f *Flags) ProxyConfig(log *slog.Logger) (sipproxy.Config, error) {
+	cfg := sipproxy.Config{Outbound: f.Outbound, Domains: f.Domains, Logger: log,
+		MaxRelays: f.MaxRelays, InviteTimeout: f.InviteTimeout,
+		Transactions: transaction.Options{MaxParked: f.MaxParked, SuspendTimeout: f.SuspendTimeout}}
+	if len(f.Listen) == 0 {
+		return cfg, fmt.Errorf("%w: at least one --listen is needed", ErrUsage)
+	}
+	hasTLS := false
+	for _, s := range f.Listen {
+		l, err := sipproxy.ParseListen(s)
+		if err != nil {
+			return cfg, fmt.Errorf("%w: --listen: %v", ErrUsage, err)
+		}
+		hasTLS = hasTLS || l.Network == "tls"
+		cfg.Listen = append(cfg.Listen, l)
+	}
+	if f.Outbound != "" {
+		if _, err := sipproxy.ParseTarget(f.Outbound); err != nil {
+			return cfg, fmt.Errorf("%w: --outbound: %v", ErrUsage, err)
+		}
+	}
+	if f.SuspendTimeout <= 0 {
+		return cfg, fmt.Errorf("%w: --suspend-timeout must be > 0", ErrUsage)
+	}
+	if f.MaxParked < 1 || f.MaxRelays < 1 {
+		return cfg, fmt.Errorf("%w: --max-parked and --max-relays must be >= 1", ErrUsage)
+	}
+	if (f.TLSCert == "") != (f.TLSKey == "") {
+		return cfg, fmt.Errorf("%w: --tls-cert and --tls-key go together", ErrUsage)
+	}
+	if hasTLS && f.TLSCert == "" {
+		return cfg, fmt.Errorf("%w: a tls listener needs --tls-cert and --tls-key", ErrUsage)
+	}
+	if f.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.TLSCert, f.TLSKey)
+		if err != nil {
+			return cfg, fmt.Errorf("%w: tls certificate: %v", ErrUsage, err)
+		}
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return cfg, nil
+}
+
+// App is a running sipasync: the proxy, its routes, the async engine, the
+// event bus and the event interface.
+type App struct {
+	Flags     *Flags
+	Log       *slog.Logger
+	Routes    *routes.Table
+	Proxy     *sipproxy.Proxy
+	Async     *AsyncParts
+	Bus       *eventbus.Bus
+	Events    *evi.Events // declare events and subscribe transports here
+	Publisher *sipevents.Publisher
+	// DeviceState is the device and mailbox state (devicestate.Get reads it).
+	DeviceState *devicestate.Node
+
+	devstateMode string
+}
+
+// EventSIPMessage is the seed's event: raised for every MESSAGE with the
+// R-URI user ("user") and the body ("msg").
+const EventSIPMessage = "E_SIP_MESSAGE"
+
+// Setup registers routes on a built App before it starts.
+type Setup func(a *App) error
+
+// Main parses args, builds the App, lets setup register routes, starts it
+// and waits for SIGINT/SIGTERM. It returns the process exit status: 0 after
+// a clean stop, 2 for a usage or start-up error (one line on stderr), 1 for
+// a failure while running.
+func Main(name string, args []string, stderr io.Writer, extra func(fs *pflag.FlagSet), setup Setup) int {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var f Flags
+	f.Register(fs)
+	if extra != nil {
+		extra(fs)
+	}
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "%s: %v (see --help)\n", name, err)
+		return 2
+	}
+	if *help {
+		fs.SetOutput(stderr)
+		fmt.Fprintf(stderr, "Usage of %s:\n", name)
+		fs.PrintDefaults()
+		return 0
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q (see --help)\n", name, fs.Arg(0))
+		return 2
+	}
+	// sipgo's timers are process globals: set once, here. Timer I = 0 ends a
+	// confirmed INVITE server transaction at once instead of keeping it (and a
+	// goroutine per unread ACK) for 5 s; ACK retransmissions then reach the
+	// request route as stray ACKs, which it drops.
+	sip.Timer_I = 0
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := Build(ctx, &f, os.Stderr, setup)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, strings.TrimPrefix(err.Error(), "usage: "))
+		return 2
+	}
+	<-ctx.Done()
+	stop()
+	return a.Shutdown()
+}
+
+// Build makes and starts an App from flags.
+func Build(ctx context.Context, f *Flags, logw io.Writer, setup Setup) (_ *App, err error) {
+	log, err := f.Logger(logw)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := f.ProxyConfig(log)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{Flags: f, Log: log, Routes: routes.NewTable()}
+	a.Bus = eventbus.New(eventbus.WithLogger(log))
+	if a.Publisher, err = sipevents.New(a.Bus); err != nil {
+		return nil, err
+	}
+	a.Events = evi.New(a.Bus, evi.WithLogger(log))
+	if err := a.Events.Declare(EventSIPMessage); err != nil {
+		return nil, err
+	}
+	cfg.Transactions.OnChange = a.Publisher.OnTransaction
+	cfg.Location.OnChange = a.Publisher.OnRegistration
+	if err := a.wireDeviceState(&cfg); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil { // release what was made: nothing was accepted yet
+			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			a.closeDeviceState(cctx)
+		}
+	}()
+	p, err := sipproxy.New(cfg, a.Routes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	a.Proxy = p
+	if a.Async, err = f.Async.build(a); err != nil {
+		return nil, err
+	}
+	if setup != nil {
+		if err := setup(a); err != nil {
+			return nil, fmt.Errorf("%w: routes: %v", ErrUsage, err)
+		}
+	}
+	if err := a.Routes.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: routes: %v", ErrUsage, err)
+	}
+	if err := a.Events.SubscribeFlags(f.Events); err != nil {
+		return nil, fmt.Errorf("%w: --event: %v", ErrUsage, err)
+	}
+	if err := p.Start(a.Async.Context(ctx)); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	a.Async.start(context.WithoutCancel(ctx))
+	log.Info("sipasync started", "listen", f.Listen, "async_ms_timer", f.Async.MsTimer,
+		"node_id", a.DeviceState.ID(), "device_state", a.devstateMode)
+	return a, nil
+}
+
+// Shutdown stops taking new transactions, lets live ones finish up to
+// --shutdown-timeout, answers what is left and stops. It returns the exit
+// status (0).
+func (a *App) Shutdown() int {
+	a.Log.Info("shutting down", "timeout", a.Flags.ShutdownTimeout.String())
+	ctx, cancel := context.WithTimeout(context.Background(), a.Flags.ShutdownTimeout)
+	defer cancel()
+	left := a.Proxy.Shutdown(ctx)
+	a.Async.stop(ctx)
+	a.closeDeviceState(ctx)
+	_ = a.Events.Close(ctx)
+	_ = a.Bus.Close(ctx)
+	ps, ts, as := a.Proxy.Stats(), a.Proxy.Transactions().Stats(), a.Async.Engine.Stats()
+	a.Log.Info("stopped", "unfinished", left,
+		"requests", ps.Requests, "replies", ps.Replies, "relays", ps.Relays, "dropped", ps.Dropped,
+		"no_reply", ps.NoReply, "panics", ps.Panics, "rejected_503", ps.Rejected503,
+		"parks", as.Parks, "resumes", as.Resumes, "resume_refused", as.ResumeRefused,
+		"expired", ts.Expired, "canceled", ts.Canceled, "late_cancels", ts.LateCancels)
+	return 0
+}
+
+// RaiseSIPMessage raises E_SIP_MESSAGE for a MESSAGE request (the seed's
+// sample script) when someone subscribed to it.
+func (a *App) RaiseSIPMessage(c *routes.Context) {
+	if !a.Events.Probe(EventSIPMessage) {
+		return
+	}
+	req := c.Request()
+	if err := a.Events.RaiseEvent(EventSIPMessage, evi.String("user", req.Recipient.User),
+		evi.String("msg", string(req.Body()))); err != nil {
+		c.Logger().Warn("cannot raise "+EventSIPMessage, "error", err)
+	}
+}

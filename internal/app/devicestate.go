@@ -1,0 +1,104 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/sipasync/sipasync/devicestate"
+	"github.com/sipasync/sipasync/sipproxy"
+)
+
+// DeviceStateFlags configure device state: in-process by default, over
+// NATS JetStream with --cluster.
+type DeviceStateFlags struct {
+	Cluster string
+	NodeID  string
+	Domain  string
+	Bucket  string
+	Expiry  time.Duration
+	BusyAt  int
+}
+
+// Register adds the device state flags to fs.
+func (f *DeviceStateFlags) Register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.Cluster, "cluster", "", "NATS server(s) with JetStream for distributed device state, e.g. nats://127.0.0.1:4222 (comma-separated); empty: in-process, this node only")
+	fs.StringVar(&f.NodeID, "node-id", "", "this node's name in the cluster: letters, digits, - and _ (default: the host name)")
+	fs.DurationVar(&f.Expiry, "devstate-expiry", devicestate.DefaultExpiry, "a node not heard from for this long is gone: its devices read UNAVAILABLE")
+	fs.StringVar(&f.Domain, "cluster-domain", "", "JetStream domain that holds the device state bucket; on a remote site's leaf node server, the hub's domain")
+	fs.StringVar(&f.Bucket, "devstate-bucket", devicestate.DefaultBucket, "JetStream KV bucket of the device state")
+	fs.IntVar(&f.BusyAt, "devstate-busy-at", 0, "calls on this node at which a device reads BUSY (device_state_busy_at); 0: never")
+}
+
+// options checks the flags and turns them into devicestate options.
+func (f *DeviceStateFlags) options(a *App) (devicestate.Options, error) {
+	o := devicestate.Options{NodeID: f.NodeID, Bus: a.Bus, BusyAt: f.BusyAt, Logger: a.Log}
+	if f.BusyAt < 0 {
+		return o, fmt.Errorf("%w: --devstate-busy-at must be >= 0", ErrUsage)
+	}
+	if f.Cluster == "" {
+		return o, nil
+	}
+	for _, u := range strings.Split(f.Cluster, ",") {
+		if !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {
+			return o, fmt.Errorf("%w: --cluster %q: want nats://host:port", ErrUsage, u)
+		}
+	}
+	if f.Expiry < 100*time.Millisecond {
+		return o, fmt.Errorf("%w: --devstate-expiry must be at least 100ms", ErrUsage)
+	}
+	o.Cluster = &devicestate.ClusterOptions{URL: f.Cluster, Domain: f.Domain, Bucket: f.Bucket, Expiry: f.Expiry}
+	return o, nil
+}
+
+// wireDeviceState makes the App's device state node, makes it the default
+// one (devicestate.Get) and hooks it to the proxy: call events, and the
+// registrar's changes after the ones already hooked (the event publisher).
+func (a *App) wireDeviceState(cfg *sipproxy.Config) error {
+	o, err := a.Flags.DeviceState.options(a)
+	if err != nil {
+		return err
+	}
+	n, err := devicestate.New(o)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	a.DeviceState = n
+	devicestate.SetDefault(n)
+	prevCall := cfg.OnCall
+	cfg.OnCall = func(ev sipproxy.CallEvent) {
+		if prevCall != nil {
+			prevCall(ev)
+		}
+		n.OnCall(ev)
+	}
+	prevReg := cfg.Location.OnChange
+	cfg.Location.OnChange = func(ev sipproxy.RegEvent, b sipproxy.Binding) {
+		if prevReg != nil {
+			prevReg(ev, b)
+		}
+		n.OnRegistration(ev, b)
+	}
+	a.devstateMode = "in-process"
+	if o.Cluster != nil {
+		a.devstateMode = "cluster " + o.Cluster.URL
+	}
+	return nil
+}
+
+// closeDeviceState stops the node: pending writes and its heartbeat's
+// removal go out within ctx.
+func (a *App) closeDeviceState(ctx context.Context) {
+	if a.DeviceState == nil {
+		return
+	}
+	if devicestate.Default() == a.DeviceState {
+		devicestate.SetDefault(nil)
+	}
+	if err := a.DeviceState.Close(ctx); err != nil {
+		a.Log.Warn("device state: close", "error", err)
+	}
+}
