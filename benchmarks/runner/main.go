@@ -1,0 +1,332 @@
+// Command runner runs the SIPp benchmarks against a proxy under test and
+// records the results (see benchmarks/README.md).
+//
+// A ladder: for each rate, a fresh proxy, a SIPp UAS registered with it
+// (scenarios with a called party), and a SIPp UAC placing rate × duration
+// calls; one line per step, a JSON report, optionally a table in
+// benchmarks/RESULTS.md:
+//
+//	go run ./benchmarks/runner --scenario S1 --rates 2000,4000,8000 --duration 20s
+//	go run ./benchmarks/runner --scenario S3 --start 1000 --step 1000 --max 8000 --duration 5s
+//
+// The memory per parked transaction:
+//
+//	go run ./benchmarks/runner --scenario mem --mem-calls 100000 --mem-rate 10000 --mem-park 20s
+//
+// Tables from earlier JSON reports, without running anything:
+//
+//	go run ./benchmarks/runner --from-json benchmarks/out/S3-sipasync-20260101-120000.json \
+//	    --results benchmarks/RESULTS.md --section '## SIPp: plain relay (S3)'
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/sipasync/sipasync/benchmarks/sipbench"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type options struct {
+	scenario   string
+	target     string
+	rates      string
+	start      float64
+	step       float64
+	max        float64
+	duration   time.Duration
+	out        string
+	stopAfter  int
+	results    string
+	section    string
+	fromJSON   []string
+	keepTraces bool
+	binDir     string
+	proxyArgs  []string
+	maxTime    time.Duration
+	repo       string
+	list       bool
+
+	memCalls   int
+	memRate    float64
+	memPark    time.Duration
+	goroutines bool
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("runner", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var o options
+	fs.StringVar(&o.scenario, "scenario", "", "S1, S2, S3, S4 (S5 not yet), or mem (memory per parked transaction)")
+	fs.StringVar(&o.target, "target", "sipasync", "proxy under test: sipasync (kamailio: not yet)")
+	fs.StringVar(&o.rates, "rates", "", "comma-separated calls/s, e.g. 1000,2000,4k")
+	fs.Float64Var(&o.start, "start", 0, "first rate of a stepped ladder (with --step and --max)")
+	fs.Float64Var(&o.step, "step", 0, "rate increment of a stepped ladder")
+	fs.Float64Var(&o.max, "max", 0, "last rate of a stepped ladder")
+	fs.DurationVar(&o.duration, "duration", sipbench.FullDuration, "length of each step (calls = rate × duration); the issue calls a rate clean after >= 20s")
+	fs.StringVar(&o.out, "out", "", "directory for JSON reports and per-step files (default benchmarks/out in the repository)")
+	fs.IntVar(&o.stopAfter, "stop-after", 2, "end the ladder after this many unclean steps in a row (0: run every rate)")
+	fs.StringVar(&o.results, "results", "", "markdown file to write the table into (e.g. benchmarks/RESULTS.md)")
+	fs.StringVar(&o.section, "section", "", "'## ...' heading of --results to write into (created at the end if missing)")
+	fs.StringSliceVar(&o.fromJSON, "from-json", nil, "render these JSON reports into --results instead of running")
+	fs.BoolVar(&o.keepTraces, "keep-traces", false, "keep SIPp's response-time trace files")
+	fs.StringVar(&o.binDir, "bin-dir", "", "prebuilt proxy binaries (default: build them with go build)")
+	fs.StringArrayVar(&o.proxyArgs, "proxy-arg", nil, "extra argument for the proxy, e.g. --proxy-arg=--async-module-workers=4; repeatable")
+	fs.DurationVar(&o.maxTime, "max-time", 2*time.Hour, "bound on the whole run")
+	fs.StringVar(&o.repo, "repo", "", "repository root (default: found from the working directory)")
+	fs.BoolVar(&o.list, "list", false, "list the scenarios and exit")
+	fs.IntVar(&o.memCalls, "mem-calls", 100000, "mem: transactions parked at once")
+	fs.Float64Var(&o.memRate, "mem-rate", 10000, "mem: calls/s while parking them")
+	fs.DurationVar(&o.memPark, "mem-park", 20*time.Second, "mem: park time (longer than mem-calls/mem-rate + 2s)")
+	fs.BoolVar(&o.goroutines, "goroutines", true, "mem: also count goroutines (SIGQUIT dumps of two extra proxy runs)")
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "runner: %v (see --help)\n", err)
+		return 2
+	}
+	if *help {
+		fs.SetOutput(stderr)
+		fmt.Fprintln(stderr, "Usage: runner --scenario S1..S4|mem [--rates R,R,... | --start R --step R --max R] [flags]")
+		fs.PrintDefaults()
+		return 0
+	}
+	if o.list {
+		for _, s := range sipbench.Scenarios() {
+			note := ""
+			if s.NotYet != "" {
+				note = " (not yet)"
+			}
+			fmt.Fprintf(stdout, "%s  %s%s: %s\n", s.ID, s.Name, note, s.Description)
+		}
+		fmt.Fprintln(stdout, "mem  memory per parked transaction (resume404 with a long park)")
+		return 0
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "runner: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if (o.results == "") != (o.section == "") {
+		fmt.Fprintln(stderr, "runner: --results and --section go together")
+		return 2
+	}
+	if len(o.fromJSON) > 0 {
+		if o.results == "" {
+			fmt.Fprintln(stderr, "runner: --from-json needs --results and --section")
+			return 2
+		}
+		if err := render(o.fromJSON, o.results, o.section); err != nil {
+			fmt.Fprintf(stderr, "runner: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "wrote %d report(s) into %q of %s\n", len(o.fromJSON), o.section, o.results)
+		return 0
+	}
+
+	repo, err := repoRoot(o.repo)
+	if err != nil {
+		fmt.Fprintf(stderr, "runner: %v\n", err)
+		return 2
+	}
+	if o.out == "" {
+		o.out = filepath.Join(repo, "benchmarks", "out")
+	}
+	if o.scenario == "" {
+		fmt.Fprintln(stderr, "runner: --scenario is required (see --list)")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.maxTime)
+	defer cancel()
+
+	stamp := time.Now().UTC().Format("20060102-150405")
+	command := displayCommand(fs)
+	tgt, err := sipbench.NewTarget(o.target, sipbench.TargetOptions{Repo: repo, BinDir: o.binDir, ExtraArgs: o.proxyArgs})
+	if err != nil {
+		fmt.Fprintf(stderr, "runner: %v\n", err)
+		return 2
+	}
+	if s, ok := tgt.(*sipbench.Sipasync); ok && s.BinDir == "" {
+		s.BinDir = filepath.Join(o.out, "bin")
+	}
+
+	var report any
+	var runErr error
+	var jsonPath string
+	if strings.EqualFold(o.scenario, "mem") {
+		s1, _ := sipbench.LookupScenario("S1")
+		if err := tgt.Prepare(ctx, []sipbench.Scenario{s1}); err != nil {
+			fmt.Fprintf(stderr, "runner: %v\n", err)
+			return 1
+		}
+		name := fmt.Sprintf("mem-%s-%s", tgt.Name(), stamp)
+		jsonPath = filepath.Join(o.out, name+".json")
+		r, err := sipbench.MeasureParked(ctx, sipbench.MemConfig{
+			Target: tgt, Repo: repo, Calls: o.memCalls, Rate: o.memRate, Park: o.memPark,
+			Dir: filepath.Join(o.out, name), Goroutines: o.goroutines, Progress: stdout, Command: command,
+		})
+		if r != nil {
+			report = r
+		}
+		runErr = err
+	} else {
+		sc, err := sipbench.LookupScenario(o.scenario)
+		if err != nil {
+			fmt.Fprintf(stderr, "runner: %v\n", err)
+			return 2
+		}
+		if sc.NotYet != "" {
+			fmt.Fprintf(stderr, "runner: %s\n", sc.NotYet)
+			return 2
+		}
+		if err := tgt.Supports(sc.Role); err != nil {
+			fmt.Fprintf(stderr, "runner: %v\n", err)
+			return 2
+		}
+		rates, err := ladderRates(o)
+		if err != nil {
+			fmt.Fprintf(stderr, "runner: %v\n", err)
+			return 2
+		}
+		if err := tgt.Prepare(ctx, []sipbench.Scenario{sc}); err != nil {
+			fmt.Fprintf(stderr, "runner: %v\n", err)
+			return 1
+		}
+		name := fmt.Sprintf("%s-%s-%s", sc.ID, tgt.Name(), stamp)
+		jsonPath = filepath.Join(o.out, name+".json")
+		r, err := sipbench.RunLadder(ctx, sipbench.LadderConfig{
+			Scenario: sc, Target: tgt, Repo: repo, Rates: rates, Duration: o.duration,
+			Dir: filepath.Join(o.out, name), StopAfter: o.stopAfter, KeepTraces: o.keepTraces,
+			Progress: stdout, Command: command,
+		})
+		if r != nil {
+			report = r
+		}
+		runErr = err
+	}
+	if report != nil {
+		if err := sipbench.WriteJSON(jsonPath, report); err != nil {
+			fmt.Fprintf(stderr, "runner: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "report: %s\n", jsonPath)
+		if o.results != "" {
+			id, body, err := sipbench.Markdown(report)
+			if err == nil {
+				err = sipbench.UpdateSection(o.results, o.section, id, body)
+			}
+			if err != nil {
+				fmt.Fprintf(stderr, "runner: %v\n", err)
+				return 1
+			}
+			fmt.Fprintf(stdout, "table: %q of %s\n", o.section, o.results)
+		}
+	}
+	if runErr != nil {
+		fmt.Fprintf(stderr, "runner: %v\n", runErr)
+		return 1
+	}
+	return 0
+}
+
+func ladderRates(o options) ([]float64, error) {
+	switch {
+	case o.rates != "" && (o.start != 0 || o.step != 0 || o.max != 0):
+		return nil, errors.New("use either --rates or --start/--step/--max")
+	case o.rates != "":
+		return sipbench.ParseRates(o.rates)
+	case o.start != 0 || o.step != 0 || o.max != 0:
+		return sipbench.StepRates(o.start, o.step, o.max)
+	}
+	return nil, errors.New("give --rates or --start/--step/--max")
+}
+
+func render(files []string, results, section string) error {
+	for _, f := range files {
+		rep, err := sipbench.LoadReport(f)
+		if err != nil {
+			return err
+		}
+		id, body, err := sipbench.Markdown(rep)
+		if err != nil {
+			return err
+		}
+		if err := sipbench.UpdateSection(results, section, id, body); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// displayCommand is the command line for reports: the flags that shape the
+// measurement, without where files go.
+func displayCommand(fs *pflag.FlagSet) string {
+	skip := map[string]bool{"out": true, "results": true, "section": true, "bin-dir": true, "keep-traces": true,
+		"repo": true, "max-time": true, "from-json": true}
+	order := []string{"scenario", "target", "rates", "start", "step", "max", "duration", "stop-after", "proxy-arg",
+		"mem-calls", "mem-rate", "mem-park", "goroutines"}
+	var parts []string
+	seen := map[string]bool{}
+	add := func(f *pflag.Flag) {
+		if seen[f.Name] || skip[f.Name] || !f.Changed {
+			return
+		}
+		seen[f.Name] = true
+		if sv, ok := f.Value.(pflag.SliceValue); ok && f.Value.Type() == "stringArray" {
+			for _, v := range sv.GetSlice() {
+				parts = append(parts, "--"+f.Name+"="+quote(v))
+			}
+			return
+		}
+		parts = append(parts, "--"+f.Name+" "+quote(f.Value.String()))
+	}
+	for _, name := range order {
+		if f := fs.Lookup(name); f != nil {
+			add(f)
+		}
+	}
+	fs.VisitAll(add)
+	return strings.TrimSpace("go run ./benchmarks/runner " + strings.Join(parts, " "))
+}
+
+func quote(s string) string {
+	if s == "" || strings.ContainsAny(s, " \t'\"$;&|<>()*?") {
+		return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	}
+	return s
+}
+
+// repoRoot returns dir, or the nearest directory at or above the working
+// directory whose go.mod declares this module.
+func repoRoot(dir string) (string, error) {
+	if dir != "" {
+		return filepath.Abs(dir)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil &&
+			slices.Contains(strings.Fields(string(b)), "github.com/sipasync/sipasync") {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", errors.New("run from inside the sipasync repository, or give --repo")
+		}
+	}
+}

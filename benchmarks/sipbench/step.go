@@ -1,0 +1,379 @@
+package sipbench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sipasync/sipasync/internal/sipptest"
+)
+
+// MinCleanRate is the fraction of the target rate SIPp must achieve for a
+// step to count as clean: a step where SIPp (which shares the CPU with the
+// proxy) could not place its calls on time did not test that rate.
+const MinCleanRate = 0.95
+
+// FullDuration is the step length the issue asks for a rate to be called
+// clean; shorter steps are exploratory.
+const FullDuration = 20 * time.Second
+
+// StepConfig is one rung of a ladder: one proxy, one UAS (if the scenario
+// has one), one UAC run at Rate for Duration.
+type StepConfig struct {
+	Scenario Scenario
+	Target   Target
+	Repo     string
+	Rate     float64
+	Duration time.Duration
+	// Dir receives the proxy log and SIPp's files for this step.
+	Dir string
+	// KeepTraces keeps SIPp's response-time trace files (large at high
+	// rates); they are deleted once parsed otherwise.
+	KeepTraces bool
+}
+
+// SippCounts is what one SIPp process reported.
+type SippCounts struct {
+	Created         int64 `json:"created"`
+	Successful      int64 `json:"successful"`
+	Failed          int64 `json:"failed"`
+	Unfinished      int64 `json:"unfinished"`
+	Retransmissions int64 `json:"retransmissions"`
+	// FailureCounters are SIPp's non-zero Failed*(C) columns and the
+	// out-of-call and dead-call message counts.
+	FailureCounters map[string]int64 `json:"failure_counters,omitempty"`
+	ExitCode        int              `json:"exit_code"`
+	TimedOut        bool             `json:"timed_out,omitempty"`
+	Err             string           `json:"error,omitempty"`
+	CPUPercent      float64          `json:"cpu_percent"`
+	Args            []string         `json:"args,omitempty"`
+}
+
+func countsOf(r *sipptest.Result, err error) SippCounts {
+	var c SippCounts
+	if err != nil {
+		c.Err = err.Error()
+		if i := strings.IndexByte(c.Err, '\n'); i >= 0 {
+			c.Err = c.Err[:i]
+		}
+	}
+	if r == nil {
+		return c
+	}
+	c.Created, c.Successful, c.Failed = r.Created, r.Successful, r.Failed
+	c.Unfinished = max(0, r.Created-r.Successful-r.Failed)
+	c.Retransmissions = r.Retransmissions
+	c.ExitCode, c.TimedOut = r.ExitCode, r.TimedOut
+	c.Args = argsForReport(r.Args)
+	for k, v := range r.Stats {
+		if !strings.HasSuffix(k, "(C)") {
+			continue
+		}
+		if !strings.HasPrefix(k, "Failed") && !strings.HasPrefix(k, "OutOfCallMsgs") && !strings.HasPrefix(k, "DeadCallMsgs") {
+			continue
+		}
+		if k == "FailedCall(C)" {
+			continue
+		}
+		if n, _ := strconv.ParseFloat(v, 64); n != 0 {
+			if c.FailureCounters == nil {
+				c.FailureCounters = map[string]int64{}
+			}
+			c.FailureCounters[strings.TrimSuffix(k, "(C)")] = int64(n)
+		}
+	}
+	return c
+}
+
+// argsForReport drops the machine-specific parts of a SIPp command line
+// (scenario directories, work-directory file names stay relative).
+func argsForReport(args []string) []string {
+	out := slices.Clone(args)
+	for i, a := range out {
+		if filepath.IsAbs(a) {
+			out[i] = filepath.Base(a)
+		}
+	}
+	return out
+}
+
+// Latency summarises SIPp's response-time samples (RTD 1: INVITE to the
+// final response the scenario marks; whole milliseconds).
+type Latency struct {
+	Samples int     `json:"samples"`
+	P50     float64 `json:"p50_ms"`
+	P90     float64 `json:"p90_ms"`
+	P99     float64 `json:"p99_ms"`
+	Max     float64 `json:"max_ms"`
+}
+
+func latencyOf(samples []time.Duration) Latency {
+	if len(samples) == 0 {
+		return Latency{}
+	}
+	s := slices.Clone(samples)
+	slices.Sort(s)
+	pct := func(p float64) float64 {
+		rank := int(math.Ceil(float64(len(s))*p/100)) - 1
+		rank = max(0, min(rank, len(s)-1))
+		return float64(s[rank]) / float64(time.Millisecond)
+	}
+	return Latency{Samples: len(s), P50: pct(50), P90: pct(90), P99: pct(99),
+		Max: float64(s[len(s)-1]) / float64(time.Millisecond)}
+}
+
+// Step is the outcome of one rung.
+type Step struct {
+	Rate      float64   `json:"rate"`
+	DurationS float64   `json:"duration_s"`
+	Calls     int       `json:"calls"`
+	Started   time.Time `json:"started"`
+	// LoadAvg is the 1-minute load average when the step started (other
+	// work on the machine shows here).
+	LoadAvg float64 `json:"load_avg_1m"`
+
+	// AchievedRate is calls created per second while SIPp was creating
+	// them (StartTime to the last call created, from the -fd 1 rows).
+	AchievedRate float64 `json:"achieved_rate"`
+	// Created..Retransmissions: the UAC's counters, plus the UAS's
+	// failures, unfinished calls and retransmissions.
+	Created         int64   `json:"created"`
+	Successful      int64   `json:"successful"`
+	Failed          int64   `json:"failed"`
+	Unfinished      int64   `json:"unfinished"`
+	Retransmissions int64   `json:"retransmissions"`
+	RTT             Latency `json:"response_time"`
+	PeakLiveCalls   int64   `json:"peak_live_calls"`
+	// WallS is the UAC's run time (creation plus the last calls' end).
+	WallS float64 `json:"wall_s"`
+
+	ProxyCPUPercent float64  `json:"proxy_cpu_percent"`
+	ProxyCPUSeconds float64  `json:"proxy_cpu_s"`
+	ProxyPeakRSS    int64    `json:"proxy_peak_rss_bytes"`
+	ProxyEndRSS     int64    `json:"proxy_end_rss_bytes"`
+	ProxyThreads    int      `json:"proxy_threads"`
+	Proxy           Exit     `json:"proxy"`
+	ProxyCommand    []string `json:"proxy_command"`
+
+	UAC SippCounts  `json:"uac"`
+	UAS *SippCounts `json:"uas,omitempty"`
+
+	RateMet  bool     `json:"rate_met"`
+	Clean    bool     `json:"clean"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// RunStep runs one rung. An error means the step could not be run at all
+// (the proxy or the UAS did not start, the registration failed); calls that
+// fail are results, not errors.
+func RunStep(ctx context.Context, cfg StepConfig) (*Step, error) {
+	sc := cfg.Scenario
+	if sc.NotYet != "" {
+		return nil, fmt.Errorf("%s: %w", sc.NotYet, ErrNotImplemented)
+	}
+	calls := int(math.Round(cfg.Rate * cfg.Duration.Seconds()))
+	if calls < 1 {
+		return nil, fmt.Errorf("rate %g × %s is less than one call", cfg.Rate, cfg.Duration)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	st := &Step{Rate: cfg.Rate, DurationS: cfg.Duration.Seconds(), Calls: calls, Started: time.Now(), LoadAvg: loadAvg1()}
+
+	port, err := sipptest.FreePort("udp", sipptest.LoopbackIP)
+	if err != nil {
+		return nil, err
+	}
+	inst, err := cfg.Target.Start(ctx, ProxySpec{Scenario: sc, Addr: fmt.Sprintf("%s:%d", sipptest.LoopbackIP, port), Dir: cfg.Dir})
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", cfg.Target.Name(), err)
+	}
+	defer inst.Stop(context.Background()) //nolint:errcheck // the normal path stops it below
+	st.ProxyCommand = inst.Command()
+
+	callLimit := max(1000, int(cfg.Rate*(sc.CallLength()+time.Second).Seconds()*3))
+	recvTimeout := max(10*time.Second, sc.Park+8*time.Second)
+	uacTimeout := cfg.Duration*3/2 + recvTimeout + 20*time.Second
+
+	var uas *sipptest.Process
+	var uasMon *Monitor
+	if sc.UAS != "" {
+		uas, err = sipptest.Start(ctx, sipptest.Options{
+			Scenario:    ScenarioPath(cfg.Repo, sc.UAS),
+			Dir:         cfg.Dir,
+			Timeout:     uacTimeout + time.Minute,
+			CallLimit:   callLimit * 2,
+			RecvTimeout: recvTimeout,
+			StopGrace:   15 * time.Second,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("start the UAS: %w", err)
+		}
+		defer uas.Stop() //nolint:errcheck // stopped below on the normal path
+		reg, err := sipptest.Run(ctx, sipptest.Options{
+			Scenario: ScenarioPath(cfg.Repo, "register.xml"),
+			Target:   inst.Addr(),
+			Service:  sc.User,
+			MaxCalls: 1,
+			Keys:     map[string]string{"contact_port": strconv.Itoa(uas.Port())},
+			Timeout:  10 * time.Second,
+			Dir:      cfg.Dir,
+		})
+		if err != nil || !reg.OK() || reg.Successful != 1 {
+			return nil, fmt.Errorf("register %s with the proxy: %v\n%s", sc.User, err, reg.Diagnostics())
+		}
+		if pid := pidByCwd(uas.Dir()); pid > 0 {
+			uasMon = StartMonitor(pid, 200*time.Millisecond)
+		}
+	}
+
+	proxyMon := StartMonitor(inst.PID(), 100*time.Millisecond)
+	uacOpts := sipptest.Options{
+		Scenario:    ScenarioPath(cfg.Repo, sc.UAC),
+		Target:      inst.Addr(),
+		Service:     sc.User,
+		Rate:        cfg.Rate,
+		MaxCalls:    calls,
+		CallLimit:   callLimit,
+		Pause:       sc.Pause,
+		Timeout:     uacTimeout,
+		RecvTimeout: recvTimeout,
+		TraceRTT:    true,
+		ExtraArgs:   []string{"-fd", "1"},
+		Dir:         cfg.Dir,
+	}
+	if sc.Pause == 0 {
+		uacOpts.Pause = -1
+	}
+	res, uacDir, uacUsage, runErr := runClient(ctx, uacOpts)
+	proxyUse, _ := proxyMon.Stop()
+
+	st.UAC = countsOf(res, runErr)
+	st.UAC.CPUPercent = uacUsage.CPUPercent
+	if res != nil {
+		st.WallS = res.Duration.Seconds()
+		st.RTT = latencyOf(res.ResponseTimes)
+	}
+	if rows, err := readStatsRows(filepath.Join(uacDir, "stats.csv")); err == nil {
+		if n, span, ok := creationSpan(rows); ok && span > 0 {
+			st.AchievedRate = float64(n) / span.Seconds()
+		}
+		st.PeakLiveCalls = peakCurrent(rows)
+	}
+	if st.AchievedRate == 0 && res != nil {
+		st.AchievedRate = res.CallRate
+	}
+	if !cfg.KeepTraces {
+		if files, _ := filepath.Glob(filepath.Join(uacDir, "*_rtt.csv")); len(files) > 0 {
+			for _, f := range files {
+				_ = os.Remove(f)
+			}
+		}
+	}
+
+	if uas != nil {
+		var uasUse Usage
+		if uasMon != nil {
+			uasUse, _ = uasMon.Stop()
+		}
+		ures, uerr := uas.Stop()
+		c := countsOf(ures, uerr)
+		c.CPUPercent = uasUse.CPUPercent
+		st.UAS = &c
+	}
+
+	exit, _ := inst.Stop(ctx)
+	st.Proxy = exit
+	st.ProxyCPUPercent = proxyUse.CPUPercent
+	st.ProxyCPUSeconds = proxyUse.CPU.Seconds()
+	st.ProxyPeakRSS = proxyUse.PeakRSS
+	st.ProxyEndRSS = proxyUse.LastRSS
+	st.ProxyThreads = proxyUse.Threads
+
+	st.Created = st.UAC.Created
+	st.Successful = st.UAC.Successful
+	st.Failed = st.UAC.Failed
+	st.Unfinished = st.UAC.Unfinished + max(0, int64(calls)-st.UAC.Created)
+	st.Retransmissions = st.UAC.Retransmissions
+	if st.UAS != nil {
+		st.Failed += st.UAS.Failed
+		st.Unfinished += st.UAS.Unfinished
+		st.Retransmissions += st.UAS.Retransmissions
+	}
+	st.judge()
+	return st, ctx.Err()
+}
+
+// judge sets RateMet, Clean and Problems.
+func (st *Step) judge() {
+	var p []string
+	if st.Failed > 0 {
+		p = append(p, fmt.Sprintf("%d failed", st.Failed))
+	}
+	if st.Unfinished > 0 {
+		p = append(p, fmt.Sprintf("%d unfinished", st.Unfinished))
+	}
+	if st.Successful != int64(st.Calls) {
+		p = append(p, fmt.Sprintf("%d of %d calls successful", st.Successful, st.Calls))
+	}
+	st.RateMet = st.AchievedRate >= MinCleanRate*st.Rate
+	if !st.RateMet {
+		p = append(p, fmt.Sprintf("achieved %.0f/s < %.0f%% of %.0f/s", st.AchievedRate, MinCleanRate*100, st.Rate))
+	}
+	if st.UAC.Err != "" {
+		p = append(p, "uac: "+st.UAC.Err)
+	}
+	if st.UAS != nil && st.UAS.Failed > 0 {
+		p = append(p, fmt.Sprintf("uas: %d failed", st.UAS.Failed))
+	}
+	if st.Proxy.Code != 0 || st.Proxy.Killed {
+		p = append(p, fmt.Sprintf("proxy exit %d (killed=%v)", st.Proxy.Code, st.Proxy.Killed))
+	}
+	st.Problems = p
+	st.Clean = len(p) == 0
+}
+
+// runClient starts a SIPp client, watches its CPU, and waits for it. It
+// starts it again (up to twice) if SIPp lost its port to another process.
+func runClient(ctx context.Context, o sipptest.Options) (*sipptest.Result, string, Usage, error) {
+	for attempt := 1; ; attempt++ {
+		p, err := sipptest.Start(ctx, o)
+		if err != nil {
+			return nil, "", Usage{}, err
+		}
+		var mon *Monitor
+		if pid := pidByCwd(p.Dir()); pid > 0 {
+			mon = StartMonitor(pid, 200*time.Millisecond)
+		}
+		res, err := p.Wait()
+		var use Usage
+		if mon != nil {
+			use, _ = mon.Stop()
+		}
+		if errors.Is(err, sipptest.ErrBind) && attempt < 3 && ctx.Err() == nil {
+			continue
+		}
+		return res, p.Dir(), use, err
+	}
+}
+
+// loadAvg1 is the 1-minute load average, or 0 if unknown.
+func loadAvg1() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}

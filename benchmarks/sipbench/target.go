@@ -1,0 +1,152 @@
+package sipbench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// A Target is a proxy implementation under test (sipasync; Kamailio later).
+// The runner asks it to prepare once, then to start a fresh proxy for each
+// step of a ladder, and stops that proxy when the step is over.
+type Target interface {
+	// Name is a short identifier used in file names and tables.
+	Name() string
+	// Supports reports whether the target can play role (else an error
+	// saying why not).
+	Supports(role Role) error
+	// Prepare does the one-time work before the first Start (build
+	// binaries, check the installation) for the given scenarios.
+	Prepare(ctx context.Context, scs []Scenario) error
+	// Start runs a proxy for spec and returns once it serves on
+	// spec.Addr.
+	Start(ctx context.Context, spec ProxySpec) (Instance, error)
+}
+
+// ProxySpec is what one proxy process must do.
+type ProxySpec struct {
+	Scenario Scenario
+	// Addr is the UDP address to listen on (127.0.0.1:port).
+	Addr string
+	// Dir is a directory for the proxy's log and other files.
+	Dir string
+	// GCTrace asks a Go target to log each garbage collection
+	// (GODEBUG=gctrace=1) for the memory measurement.
+	GCTrace bool
+	// Park overrides Scenario.Park when > 0 (the memory measurement parks
+	// for longer).
+	Park time.Duration
+}
+
+// ParkTime is the park time the proxy must use.
+func (s ProxySpec) ParkTime() time.Duration {
+	if s.Park > 0 {
+		return s.Park
+	}
+	return s.Scenario.Park
+}
+
+// Instance is one running proxy process.
+type Instance interface {
+	// PID is the process to measure (CPU from /proc/PID/stat, memory from
+	// /proc/PID/status).
+	PID() int
+	// Addr is where SIPp sends its requests.
+	Addr() string
+	// Command is the program's name and arguments, for reports (no
+	// directories).
+	Command() []string
+	// Stop ends the proxy (gracefully, then by force) and reports how it
+	// ended. Calling it again returns the same Exit.
+	Stop(ctx context.Context) (Exit, error)
+}
+
+// GoroutineDumper is implemented by instances of Go programs that can dump
+// their goroutines (SIGQUIT). The process ends with the dump.
+type GoroutineDumper interface {
+	DumpGoroutines(ctx context.Context) (int, error)
+}
+
+// GCTracer is implemented by instances that log their garbage collections.
+type GCTracer interface {
+	GCTrace() []GCCycle
+}
+
+// Exit is how a proxy process ended.
+type Exit struct {
+	Code int `json:"exit_code"`
+	// Killed is set when the process had to be killed.
+	Killed bool `json:"killed,omitempty"`
+	// Counters are the proxy's own counters at the end (sipasync: the
+	// fields of the final "stopped" log line).
+	Counters map[string]int64 `json:"counters,omitempty"`
+	// Warnings counts log lines at warning level or above; Sample holds a
+	// few of them.
+	Warnings int      `json:"log_warnings"`
+	Sample   []string `json:"log_sample,omitempty"`
+}
+
+// CountersString renders the non-zero counters as "k=v" in key order.
+func (e Exit) CountersString() string {
+	keys := make([]string, 0, len(e.Counters))
+	for k, v := range e.Counters {
+		if v != 0 {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", k, e.Counters[k])
+	}
+	return b.String()
+}
+
+// ErrNotImplemented is returned for targets and scenarios that are planned
+// but not written yet.
+var ErrNotImplemented = errors.New("not implemented yet")
+
+// NewTarget returns the named target. opts configures it.
+func NewTarget(name string, opts TargetOptions) (Target, error) {
+	switch name {
+	case "sipasync":
+		return &Sipasync{Repo: opts.Repo, BinDir: opts.BinDir, ExtraArgs: opts.ExtraArgs, Build: opts.BinDir == ""}, nil
+	case "kamailio":
+		return &Kamailio{}, nil
+	}
+	return nil, fmt.Errorf("unknown target %q (want sipasync or kamailio)", name)
+}
+
+// TargetOptions are the runner's settings for a target.
+type TargetOptions struct {
+	// Repo is the repository root.
+	Repo string
+	// BinDir holds prebuilt binaries; empty: build them into WorkDir.
+	BinDir string
+	// WorkDir is where the target may put binaries it builds.
+	WorkDir string
+	// ExtraArgs are appended to the proxy's command line.
+	ExtraArgs []string
+}
+
+// Kamailio is the reference target, planned: a kamailio binary run with the
+// configs of benchmarks/kamailio/ (one per role), its PID from the
+// foreground process (-DD -E), stopped by SIGTERM, counters from kamcmd.
+type Kamailio struct{}
+
+func (*Kamailio) Name() string { return "kamailio" }
+func (*Kamailio) Supports(Role) error {
+	return fmt.Errorf("kamailio target: %w", ErrNotImplemented)
+}
+func (*Kamailio) Prepare(context.Context, []Scenario) error {
+	return fmt.Errorf("kamailio target: %w", ErrNotImplemented)
+}
+func (*Kamailio) Start(context.Context, ProxySpec) (Instance, error) {
+	return nil, fmt.Errorf("kamailio target: %w", ErrNotImplemented)
+}
