@@ -54,7 +54,8 @@ func (f Format) String() string {
 //
 //	vhost=NAME        virtual host (default "/"; OpenSIPS supports only "/")
 //	heartbeat=SECONDS AMQP heartbeat requested; 0 = none requested
-//	sync=0|1          sync_mode: 1 = RaiseEvent waits for the publisher confirm
+//	sync=0|1          sync_mode (also spelt sync_mode=0|1): 1 = RaiseEvent
+//	                  waits for the publisher confirm
 //	format=grammar|json
 //	persistent=0|1    delivery mode 2 (persistent) instead of 1
 //	buffer=N          events held while the broker is away or unconfirmed
@@ -203,6 +204,9 @@ func (a *Address) parseParams(params string, show func(string) string) error {
 	for p := range strings.SplitSeq(params, ";") {
 		name, value, ok := strings.Cut(p, "=")
 		name = strings.ToLower(name)
+		if name == "sync_mode" { // OpenSIPS's parameter name
+			name = "sync"
+		}
 		if !ok || name == "" {
 			return syntaxError(fmt.Sprintf("parameter%s: want ;name=value", show(p)))
 		}
@@ -255,7 +259,7 @@ func (a *Address) parseParams(params string, show func(string) string) error {
 			}
 			a.Params.Buffer = &n
 		default:
-			return syntaxError(fmt.Sprintf("unknown parameter %s (want vhost, heartbeat, sync, format, persistent, buffer)", safeName(name)))
+			return syntaxError(fmt.Sprintf("unknown parameter %s (want vhost, heartbeat, sync or sync_mode, format, persistent, buffer)", safeName(name)))
 		}
 	}
 	return nil

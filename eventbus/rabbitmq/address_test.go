@@ -1,8 +1,10 @@
 package rabbitmq
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -59,6 +61,9 @@ func TestParseAddress(t *testing.T) {
 			a.Vhost = "v"
 			a.Params = Params{Heartbeat: ptr(3 * time.Second), Sync: ptr(true), Format: ptr(FormatJSON), Persistent: ptr(true), Buffer: ptr(100)}
 		})},
+		// OpenSIPS's name of the parameter is accepted as well.
+		{"rabbitmq:127.0.0.1/sipmsg;sync_mode=1", def(func(a *Address) { a.Params = Params{Sync: ptr(true)} })},
+		{"rabbitmq:127.0.0.1/sipmsg;SYNC_MODE=0", def(func(a *Address) { a.Params = Params{Sync: ptr(false)} })},
 		{"rabbitmq:127.0.0.1/sipmsg;HEARTBEAT=0;sync=0;format=GRAMMAR", def(func(a *Address) {
 			a.Params = Params{Heartbeat: ptr(time.Duration(0)), Sync: ptr(false), Format: ptr(FormatGrammar)}
 		})},
@@ -116,6 +121,8 @@ func TestParseAddressErrors(t *testing.T) {
 		"rabbitmq:h/k;heartbeat=1.5",
 		"rabbitmq:h/k;sync=2",
 		"rabbitmq:h/k;sync=yes",
+		"rabbitmq:h/k;sync_mode=2",
+		"rabbitmq:h/k;sync=1;sync_mode=0", // the same parameter twice
 		"rabbitmq:h/k;persistent=true",
 		"rabbitmq:h/k;format=xml",
 		"rabbitmq:h/k;buffer=0",
@@ -157,10 +164,17 @@ func TestAddressNeverShowsPassword(t *testing.T) {
 	const pw = "Pa55word-xyz"
 	a, err := ParseAddress(mustSocket(t, "rabbitmq:bob:"+pw+"@h/k;vhost=v"))
 	noErr(t, err)
-	for _, s := range []string{a.String(), fmt.Sprint(a), fmt.Sprintf("%v %+v %#v %s", a, a, a, a), a.LogValue().String()} {
+	var text, js bytes.Buffer
+	slog.New(slog.NewTextHandler(&text, nil)).Info("socket", "addr", a, "ptr", &a)
+	slog.New(slog.NewJSONHandler(&js, nil)).Info("socket", "addr", a, "ptr", &a)
+	for _, s := range []string{a.String(), fmt.Sprint(a), fmt.Sprintf("%v %+v %#v %s %q %x", a, a, a, a, a, a),
+		fmt.Sprintf("%v %+v %#v", &a, &a, &a), fmt.Sprintf("%+v", []Address{a}), a.LogValue().String(), text.String(), js.String()} {
 		if strings.Contains(s, pw) {
 			t.Fatalf("%q shows the password", s)
 		}
+	}
+	if !strings.Contains(text.String(), "bob:xxxxx@h") || !strings.Contains(js.String(), "bob:xxxxx@h") {
+		t.Fatalf("slog does not show the redacted socket:\n%s%s", &text, &js)
 	}
 	if want := "rabbitmq:bob:xxxxx@h:5672/k;vhost=v"; a.String() != want {
 		t.Fatalf("String %q, want %q", a.String(), want)

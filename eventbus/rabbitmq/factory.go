@@ -3,6 +3,7 @@ package rabbitmq
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -70,6 +71,20 @@ func (f *Factory) New(s evi.Socket) (evi.Transport, error) {
 	return &handle{f: f, key: key, t: t}, nil
 }
 
+// String shows the factory by its redacted sockets; its fields (keyed by
+// the raw socket) are never printed.
+func (f *Factory) String() string {
+	st := f.Stats()
+	socks := make([]string, len(st))
+	for i, s := range st {
+		socks[i] = s.Socket
+	}
+	return "rabbitmq.Factory" + fmt.Sprint(socks)
+}
+
+// GoString makes %#v print the redacted form too.
+func (f *Factory) GoString() string { return f.String() }
+
 // Stats returns the counters of every open socket, sorted by socket.
 func (f *Factory) Stats() []Stats {
 	f.mu.Lock()
@@ -114,6 +129,12 @@ type handle struct {
 
 func (h *handle) Send(ctx context.Context, ev *evi.Event) error { return h.t.Send(ctx, ev) }
 func (h *handle) Synchronous() bool                             { return h.t.Synchronous() }
+
+// String shows the redacted socket.
+func (h *handle) String() string { return h.t.String() }
+
+// GoString makes %#v print the redacted form too.
+func (h *handle) GoString() string { return h.t.String() }
 
 // Transport returns the shared transport, for its Stats.
 func (h *handle) Transport() *Transport { return h.t }

@@ -142,6 +142,13 @@ func (t *Transport) Synchronous() bool { return t.set.Sync }
 // Socket returns the socket, password redacted.
 func (t *Transport) Socket() string { return t.socket }
 
+// String shows the transport by its redacted socket, so that printing it
+// (%v, %+v, slog) never shows the fields holding the password.
+func (t *Transport) String() string { return "rabbitmq.Transport(" + t.socket + ")" }
+
+// GoString makes %#v print the redacted form too.
+func (t *Transport) GoString() string { return t.String() }
+
 // Send publishes ev. In async mode it only appends the event to the buffer
 // and returns; a full buffer refuses it (ErrBufferFull, counted as dropped
 // and logged). In sync mode it waits until the broker confirms the message

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -465,3 +466,48 @@ func TestSyncModeBrokerAway(t *testing.T) {
 }
 
 var _ = errors.New
+
+// Printing a transport, a factory or a subscription handle (fmt's verbs, slog
+// text and JSON) shows the redacted socket, never the fields that hold the
+// password; nor do Stats, LastError or Send's errors. No broker needed.
+func TestTransportNeverShowsPassword(t *testing.T) {
+	const pw = "Tr4nsp0rt-Secret"
+	var logs logBuffer
+	opts := Options{Logger: newLogger(&logs), BackoffMax: 50 * time.Millisecond, DrainTimeout: 100 * time.Millisecond, Buffer: 1}
+	sock := mustSocket(t, "rabbitmq:bob:"+pw+"@127.0.0.1:1/q;sync=0")
+	tr, err := NewTransport(sock, opts)
+	noErr(t, err)
+	defer tr.Close()
+	f, err := NewFactory(opts)
+	noErr(t, err)
+	h, err := f.New(sock)
+	noErr(t, err)
+	defer h.Close()
+	checkFor(t, "failed connects", waitTimeout, func() bool {
+		return tr.Stats().ConnectFailures >= 2 && f.Stats()[0].ConnectFailures >= 2
+	})
+	e, _ := evi.NewEvent("E_TEST", time.Now())
+	noErr(t, tr.Send(context.Background(), e))
+	sendErr := tr.Send(context.Background(), e) // buffer of 1: full
+	errIs(t, sendErr, ErrBufferFull)
+
+	var text, js logBuffer
+	for _, l := range []*slog.Logger{slog.New(slog.NewTextHandler(&text, nil)), slog.New(slog.NewJSONHandler(&js, nil))} {
+		l.Info("status", "transport", tr, "factory", f, "handle", h, "stats", tr.Stats(), "all", f.Stats(), "socket", sock)
+	}
+	all := strings.Join([]string{
+		fmt.Sprintf("%v %+v %#v %s", tr, tr, tr, tr),
+		fmt.Sprintf("%v %+v %#v %s", f, f, f, f),
+		fmt.Sprintf("%v %+v %#v %s", h, h, h, h),
+		fmt.Sprintf("%+v %#v %+v", tr.Stats(), f.Stats(), sock),
+		sendErr.Error(), logs.String(), text.String(), js.String(),
+	}, "\n")
+	if strings.Contains(all, pw) {
+		t.Fatalf("the password shows:\n%s", all)
+	}
+	for _, want := range []string{"rabbitmq.Transport(rabbitmq:bob:xxxxx@127.0.0.1:1/q;sync=0)", "rabbitmq.Factory[rabbitmq:bob:xxxxx@127.0.0.1:1/q;sync=0]", "connection refused"} {
+		if !strings.Contains(all, want) {
+			t.Fatalf("%q not shown:\n%s", want, all)
+		}
+	}
+}
