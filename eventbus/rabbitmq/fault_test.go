@@ -76,11 +76,14 @@ func waitUnique(t testing.TB, c *consumer, n int, timeout time.Duration) []amqp.
 }
 
 // Sync mode, 10,000 events, the broker restarted in the middle: every event
-// arrives. With confirms and republishing after reconnect delivery is at
-// least once: the test dedupes on the seq attribute, asserts no loss and
-// reports the duplicates. A raise that returns an error (none expected with
-// a send timeout longer than the restart) is retried by the raiser, as an
-// application would.
+// arrives, at least once (not exactly once). A confirm lost with the
+// connection makes the transport publish the message again after the
+// reconnect (TestLostConfirmsRepublishedWithSameID makes that happen on
+// purpose), so some events may arrive twice; every copy carries the event's
+// message id, so deduping on it gives exactly once. The test asserts no
+// loss, one message id per event, and reports the duplicates. A raise that
+// returns an error (none expected with a send timeout longer than the
+// restart) is retried by the raiser, as an application would.
 func TestSyncRestart10k(t *testing.T) {
 	needBroker(t)
 	const n, raisers = 10_000, 8
@@ -140,22 +143,24 @@ func TestSyncRestart10k(t *testing.T) {
 	elapsed := time.Since(start)
 	got := waitUnique(t, c, n, 30*time.Second)
 	unique, dups, missing := seqs(t, got, n)
+	ids := checkMessageIDs(t, got)
 	st := statsOf(t, f)
 	t.Logf("sync restart: %d events by %d raisers in %v; restart after %d confirmed, broker away %v; "+
 		"received %d, unique %d, duplicates %d (%d redelivered to the consumer), missing %d; "+
 		"transport: published %d confirmed %d retried %d reconnects %d failed %d; "+
-		"raise errors (retried by the raiser) %d; slowest raise %v",
+		"raise errors (retried by the raiser) %d; slowest raise %v; "+
+		"delivery at least once: %d distinct message ids, so exactly once after deduping on them",
 		n, raisers, elapsed.Round(time.Millisecond), atRestart, away.Round(time.Millisecond),
 		len(got), unique, dups, redelivered(got), len(missing), st.Published, st.Confirmed, st.Retried, st.Reconnects, st.Failed,
-		raiseErrs.Load(), time.Duration(maxLatency.Load()).Round(time.Millisecond))
+		raiseErrs.Load(), time.Duration(maxLatency.Load()).Round(time.Millisecond), ids)
 	if len(missing) > 0 {
 		t.Fatalf("%d events lost, first %v", len(missing), missing[:min(10, len(missing))])
 	}
 	if st.Reconnects < 1 {
 		t.Fatalf("no reconnect counted: %+v", st)
 	}
-	if st.Confirmed < n || st.Dropped != 0 {
-		t.Fatalf("stats %+v", st)
+	if st.Confirmed < n || st.Dropped != 0 || ids != n {
+		t.Fatalf("stats %+v, %d message ids", st, ids)
 	}
 }
 
@@ -225,6 +230,7 @@ func TestAsyncRestartLoss(t *testing.T) {
 		checkFor(t, "queue consumed", waitTimeout, func() bool { return queueDepth(t, "/", tg.q) == 0 })
 		got := tg.c.quiet(300 * time.Millisecond)
 		unique, dups, missing := seqs(t, got, n)
+		checkMessageIDs(t, got)
 		st := stats(tg)
 		eviDropped := subs[tg.q].Stats().Queue.Dropped
 		silent := len(missing) - int(st.Dropped) - int(eviDropped)
@@ -324,4 +330,84 @@ func TestConnectTimeoutUnresponsiveBroker(t *testing.T) {
 	t.Logf("%+v", tr.Stats())
 }
 
-var _ = fmt.Sprint
+// checkMessageIDs asserts what consumers dedupe on: every delivery of one
+// event (the seq attribute) carries the same message id, and different
+// events different ids. It returns the number of distinct ids.
+func checkMessageIDs(t testing.TB, ds []amqp.Delivery) int {
+	t.Helper()
+	idOf := map[string]string{} // seq -> message id
+	seqOf := map[string]string{}
+	for _, d := range ds {
+		_, attrs, err := evi.Decode(d.Body)
+		noErr(t, err)
+		var seq string
+		for _, a := range attrs {
+			if a.Name == "seq" {
+				seq = a.Value
+			}
+		}
+		if d.MessageId == "" {
+			t.Fatalf("delivery of seq %s without a message id", seq)
+		}
+		if id, ok := idOf[seq]; ok && id != d.MessageId {
+			t.Fatalf("seq %s delivered with message ids %q and %q", seq, id, d.MessageId)
+		}
+		if s, ok := seqOf[d.MessageId]; ok && s != seq {
+			t.Fatalf("message id %q on seq %s and %s", d.MessageId, s, seq)
+		}
+		idOf[seq], seqOf[d.MessageId] = d.MessageId, seq
+	}
+	return len(seqOf)
+}
+
+// Delivery is at least once, not exactly once, in both modes, and this is
+// the case that makes it so: the broker takes the messages, the connection
+// dies before their confirms reach sipasync, so it publishes them again
+// after reconnecting. The broker then holds every message twice; both
+// copies carry the same message id, so a consumer that dedupes on it sees
+// each event exactly once. In sync mode every raiser gets nil (the
+// republished copy was confirmed).
+func TestLostConfirmsRepublishedWithSameID(t *testing.T) {
+	needBroker(t)
+	for _, sync := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sync=%v", sync), func(t *testing.T) {
+			const n = 50
+			p := newProxy(t, brokerAddr, nil)
+			q := declareQueue(t, "/")
+			ev, f := newEvents(t, Options{Sync: sync, BackoffMax: 200 * time.Millisecond}, evi.WithSendTimeout(waitTimeout))
+			_, err := ev.SubscribeEvent("E_TEST", "rabbitmq:"+p.addr()+"/"+q)
+			noErr(t, err)
+			checkFor(t, "connected", waitTimeout, func() bool { return statsOf(t, f).Connected })
+
+			p.holdReplies()
+			errs := make(chan error, n)
+			for i := range n {
+				go func() { errs <- ev.RaiseEvent("E_TEST", evi.Int("seq", int64(i))) }()
+			}
+			checkFor(t, "the broker has every message", waitTimeout, func() bool { return queueDepth(t, "/", q) == n })
+			if st := statsOf(t, f); st.Published != n || st.Confirmed != 0 || st.Buffered != n {
+				t.Fatalf("confirms not held: %+v", st)
+			}
+			p.dropAll() // the confirms die with the connection
+			p.releaseReplies()
+			for range n {
+				noErr(t, <-errs)
+			}
+			checkFor(t, "confirmed after the reconnect", waitTimeout, func() bool { return statsOf(t, f).Confirmed == n })
+
+			c := consume(t, "/", q)
+			c.waitN(2*n, waitTimeout)
+			got := c.quiet(300 * time.Millisecond)
+			unique, dups, missing := seqs(t, got, n)
+			ids := checkMessageIDs(t, got)
+			st := statsOf(t, f)
+			t.Logf("received %d: unique %d, duplicates %d, distinct message ids %d; %+v", len(got), unique, dups, ids, st)
+			if len(got) != 2*n || unique != n || dups != n || len(missing) != 0 || ids != n {
+				t.Fatalf("want every event twice under one id: received %d, unique %d, dups %d, ids %d", len(got), unique, dups, ids)
+			}
+			if st.Retried != n || st.Published != 2*n || st.Reconnects != 1 || st.Dropped+st.Failed != 0 {
+				t.Fatalf("stats %+v", st)
+			}
+		})
+	}
+}

@@ -25,6 +25,8 @@ type tcpProxy struct {
 	mu     sync.Mutex
 	frozen bool
 	thaw   chan struct{} // closed when unfrozen
+	held   bool
+	replay chan struct{} // closed when the broker's replies are not held
 	conns  []net.Conn
 	closed bool
 	wg     sync.WaitGroup
@@ -39,8 +41,9 @@ func newProxy(t testing.TB, target string, tlsConf *tls.Config) *tcpProxy {
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
 	}
-	p := &tcpProxy{ln: ln, target: target, thaw: make(chan struct{})}
+	p := &tcpProxy{ln: ln, target: target, thaw: make(chan struct{}), replay: make(chan struct{})}
 	close(p.thaw)
+	close(p.replay)
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.close)
@@ -67,12 +70,45 @@ func (p *tcpProxy) unfreeze() {
 	}
 }
 
+// holdReplies holds what the broker sends (confirms among it) while still
+// forwarding what the client sends; releaseReplies forwards it again.
+// Holding, then dropAll, then releaseReplies loses the confirms of messages
+// the broker has taken.
+func (p *tcpProxy) holdReplies() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.held {
+		p.held = true
+		p.replay = make(chan struct{})
+	}
+}
+
+func (p *tcpProxy) releaseReplies() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held {
+		p.held = false
+		close(p.replay)
+	}
+}
+
 // gate returns a channel closed when the proxy is not frozen.
 func (p *tcpProxy) gate() <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.thaw
 }
+
+// replyGate returns a channel closed when the broker's replies are not held.
+func (p *tcpProxy) replyGate() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.replay
+}
+
+func noGate() <-chan struct{} { return closedCh }
+
+var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 func (p *tcpProxy) track(c net.Conn) bool {
 	p.mu.Lock()
@@ -105,20 +141,22 @@ func (p *tcpProxy) accept() {
 				return
 			}
 			p.wg.Add(2)
-			go p.pipe(up, c)
-			go p.pipe(c, up)
+			go p.pipe(up, c, noGate)
+			go p.pipe(c, up, p.replyGate)
 		}()
 	}
 }
 
-// pipe copies src to dst, holding what it reads while the proxy is frozen.
-func (p *tcpProxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst, holding what it reads while the proxy is frozen
+// or the channel hold returns is open.
+func (p *tcpProxy) pipe(dst, src net.Conn, hold func() <-chan struct{}) {
 	defer p.wg.Done()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			<-p.gate()
+			<-hold()
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				_ = src.Close()
 				return
@@ -148,6 +186,10 @@ func (p *tcpProxy) close() {
 	if p.frozen {
 		p.frozen = false
 		close(p.thaw)
+	}
+	if p.held {
+		p.held = false
+		close(p.replay)
 	}
 	p.mu.Unlock()
 	_ = p.ln.Close()
