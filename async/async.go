@@ -302,7 +302,11 @@ func (e *Engine) park(c *routes.Context, kindName, route string, next routes.Han
 	if n != nil {
 		nextAny = n
 	}
-	tok, err := e.cfg.Table.Suspend(tx, transaction.Suspension{Route: route, Kind: kindName, Value: value, Next: nextAny})
+	var due time.Time
+	if k == itemResume {
+		due = e.cfg.Clock.Now().Add(d) // for resume lateness (metrics)
+	}
+	tok, err := e.cfg.Table.Suspend(tx, transaction.Suspension{Route: route, Kind: kindName, Value: value, Next: nextAny, Due: due})
 	if err != nil {
 		return tok, 0, err
 	}

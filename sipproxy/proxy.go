@@ -56,7 +56,11 @@ type Config struct {
 	InviteTimeout time.Duration
 	// OnCall, if set, is told how relayed calls progress (for device state).
 	// It runs on the relay's goroutine without locks held; keep it short.
-	OnCall       func(CallEvent)
+	OnCall func(CallEvent)
+	// OnRequest, if set, sees every request that reaches the proxy (metrics);
+	// the responses it sends are reported to Transactions.OnRespond. It runs
+	// on sipgo's per-message goroutine; keep it short.
+	OnRequest    func(*sip.Request)
 	Logger       *slog.Logger
 	Clock        clock.Clock
 	Location     LocationOptions
@@ -323,12 +327,15 @@ func retryAfter() sip.Header { return sip.NewHeader("Retry-After", "5") }
 // transaction, on sipgo's per-message goroutine.
 func (p *Proxy) onRequest(req *sip.Request, stx *sip.ServerTx) {
 	p.stats.requests.Add(1)
+	if p.cfg.OnRequest != nil {
+		p.cfg.OnRequest(req)
+	}
 	switch {
 	case req.IsCancel():
 		// sipgo answers a CANCEL that matches a server transaction itself;
 		// one that reaches us matches nothing.
 		p.stats.unmatched.Add(1)
-		_ = stx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+		p.respondDirect(req, stx, sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
 		stx.Terminate()
 		return
 	case req.IsAck():
@@ -346,7 +353,7 @@ func (p *Proxy) onRequest(req *sip.Request, stx *sip.ServerTx) {
 		p.stats.rejected503.Add(1)
 		res := sip.NewResponseFromRequest(req, sip.StatusServiceUnavailable, "Service Unavailable", nil)
 		res.AppendHeader(retryAfter())
-		_ = stx.Respond(res)
+		p.respondDirect(req, stx, res)
 		return
 	}
 	tx, err := p.txs.Add(req, stx)
@@ -354,10 +361,17 @@ func (p *Proxy) onRequest(req *sip.Request, stx *sip.ServerTx) {
 		p.stats.rejected503.Add(1)
 		res := sip.NewResponseFromRequest(req, sip.StatusServiceUnavailable, "Service Unavailable", nil)
 		res.AppendHeader(retryAfter())
-		_ = stx.Respond(res)
+		p.respondDirect(req, stx, res)
 		return
 	}
 	p.runRoute(tx, routes.KindRequest, "", nil, nil)
+}
+
+// respondDirect answers a request that has no transaction in the table.
+func (p *Proxy) respondDirect(req *sip.Request, stx *sip.ServerTx, res *sip.Response) {
+	if err := stx.Respond(res); err == nil && p.cfg.Transactions.OnRespond != nil {
+		p.cfg.Transactions.OnRespond(req, res.StatusCode)
+	}
 }
 
 // RunRoute runs kind[name] for a live transaction (a resume, a task) with

@@ -132,6 +132,7 @@ type Suspension struct {
 	Next     any               // the engine's continuation (Sleep forms); opaque here
 	Deadline time.Time         // set by Suspend
 	Since    time.Time         // set by Suspend
+	Due      time.Time         // when a timed park is meant to resume (zero: no timer); for resume lateness
 	Park     int               // which park of the transaction this is (1, 2, ...), set by Suspend
 	Timer    timerwheel.Handle // the engine's timer for this park, set by SetTimer
 }
@@ -303,6 +304,9 @@ func (tx *Tx) Respond(res *sip.Response) error {
 		return ErrFinal
 	}
 	err := tx.stx.Respond(res)
+	if err == nil && tx.table.opts.OnRespond != nil {
+		tx.table.opts.OnRespond(tx.req, res.StatusCode)
+	}
 	if errors.Is(err, sip.ErrTransactionCanceled) {
 		tx.canceled.Store(true)
 		if final {
@@ -338,6 +342,10 @@ type Options struct {
 	// OnChange, if set, is told about suspend/resume/expire/cancel/end. It
 	// runs on the caller's goroutine without table locks held; keep it short.
 	OnChange func(tx *Tx, ev Event)
+	// OnRespond, if set, is told about every response sent on a server
+	// transaction (metrics). It runs on the sender's goroutine, possibly
+	// under a transaction's locks: it must not call into the table.
+	OnRespond func(req *sip.Request, code int)
 }
 
 // Event is a change of a transaction's state reported to Options.OnChange.
