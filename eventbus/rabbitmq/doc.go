@@ -10,7 +10,8 @@
 //	rabbitmq:[user[:password]@]host[:port]/[exchange?]routing_key[;name=value]...
 //	rabbitmqs:...   TLS, default port 5671
 //
-// with the parameters vhost, heartbeat, sync, format, persistent and buffer.
+// with the parameters vhost, heartbeat, sync (or sync_mode), format,
+// persistent and buffer.
 // The message body is the event grammar, byte for byte evi.Encode, or with
 // format=json a JSON-RPC notification; content type, message id (unique per
 // event, kept when republished), timestamp, type (the event name) and app id
@@ -23,8 +24,13 @@
 // the connection and publishes in confirm mode. When the connection is lost
 // it reconnects with bounded exponential backoff (each attempt bounded by
 // ConnectTimeout) and publishes again, first, the messages it had published
-// and not seen confirmed. So every event accepted is delivered at least once
-// (duplicates carry the same message id), or counted: Dropped (async: the
+// and not seen confirmed. So every event accepted is delivered at least once,
+// not exactly once: a message whose confirm was lost with the connection
+// reaches the queue twice, both copies with the same message id, so a
+// consumer that dedupes on the message id sees each event exactly once
+// (TestLostConfirmsRepublishedWithSameID forces this case; TestSyncRestart10k
+// checks it across a broker restart). An event that is not delivered is
+// counted: Dropped (async: the
 // buffer was full, the broker nacked it, or it was still held at Close),
 // Returned (unroutable), TooLarge, or an error to the raiser (sync). A
 // confirm means the broker has the message; only a persistent message
@@ -45,5 +51,6 @@
 // unconfirmed.
 //
 // Passwords never appear in logs, errors or Stats: sockets are shown with
-// the password replaced by "xxxxx".
+// the password replaced by "xxxxx", and Address, Transport and Factory print
+// (fmt, slog) in that form.
 package rabbitmq
