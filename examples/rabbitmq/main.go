@@ -5,6 +5,8 @@
 //
 //	go run ./examples/rabbitmq/consume --queue sipmsg &   # declares the queue, prints what arrives
 //	go run ./examples/rabbitmq --event 'E_SIP_MESSAGE=rabbitmq:guest:guest@127.0.0.1:5672/sipmsg'
+//	sipp -sf testdata/sipp/uac_message.xml -s bob -key code 404 -i 127.0.0.1 -p 5072 -m 3 127.0.0.1:5060
+//	rabbitmqctl list_queues name messages consumers        # what waits in the queue
 //
 // sipasync never declares the queue (as event_rabbitmq): the consumer does.
 // --rabbitmq-sync-mode 1 makes each MESSAGE wait for the broker's confirm;
