@@ -11,6 +11,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
 
 	"github.com/sipasync/sipasync/eventbus/evi"
 )
@@ -402,12 +403,16 @@ func TestLostConfirmsRepublishedWithSameID(t *testing.T) {
 			ids := checkMessageIDs(t, got)
 			st := statsOf(t, f)
 			t.Logf("received %d: unique %d, duplicates %d, distinct message ids %d; %+v", len(got), unique, dups, ids, st)
-			if len(got) != 2*n || unique != n || dups != n || len(missing) != 0 || ids != n {
-				t.Fatalf("want every event twice under one id: received %d, unique %d, dups %d, ids %d", len(got), unique, dups, ids)
-			}
-			if st.Retried != n || st.Published != 2*n || st.Reconnects != 1 || st.Dropped+st.Failed != 0 {
-				t.Fatalf("stats %+v", st)
-			}
+			// Every event twice, under one id per event.
+			require.Len(t, got, 2*n)
+			require.Empty(t, missing)
+			require.Equal(t, n, unique)
+			require.Equal(t, n, dups)
+			require.Equal(t, n, ids)
+			require.Equal(t, uint64(n), st.Retried)
+			require.Equal(t, uint64(2*n), st.Published)
+			require.Equal(t, uint64(1), st.Reconnects)
+			require.Zero(t, st.Dropped+st.Failed)
 		})
 	}
 }

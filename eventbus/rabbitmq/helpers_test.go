@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/sipasync/sipasync/eventbus"
@@ -319,16 +319,12 @@ func checkFor(t testing.TB, what string, timeout time.Duration, cond func() bool
 
 func noErr(t testing.TB, err error) {
 	t.Helper()
-	if err != nil {
-		t.Fatalf("unexpected error: %v", err)
-	}
+	require.NoError(t, err)
 }
 
 func errIs(t testing.TB, err, target error) {
 	t.Helper()
-	if !errors.Is(err, target) {
-		t.Fatalf("error %v, want %v", err, target)
-	}
+	require.ErrorIs(t, err, target)
 }
 
 // rabbitctl runs rabbitmqctl.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
 
 	"github.com/sipasync/sipasync/eventbus/evi"
 )
@@ -52,15 +53,12 @@ func TestGrammarGolden(t *testing.T) {
 	for _, g := range grammarGolden {
 		t.Run(g.name, func(t *testing.T) {
 			e, err := evi.NewEvent("E_SIP_MESSAGE", time.Time{}, g.attrs...)
-			noErr(t, err)
-			if got := string(body(FormatGrammar, e)); got != g.want {
-				t.Fatalf("body\ngot  %q\nwant %q", got, g.want)
-			}
+			require.NoError(t, err)
+			require.Equal(t, g.want, string(body(FormatGrammar, e)))
 			name, attrs, err := evi.Decode([]byte(g.want))
-			noErr(t, err)
-			if name != "E_SIP_MESSAGE" || fmt.Sprint(attrs) != fmt.Sprint(g.attrs) {
-				t.Fatalf("decoded %q %q", name, attrs)
-			}
+			require.NoError(t, err)
+			require.Equal(t, "E_SIP_MESSAGE", name)
+			require.Equal(t, fmt.Sprint(g.attrs), fmt.Sprint(attrs))
 		})
 	}
 }
@@ -539,12 +537,8 @@ func TestTransportNeverShowsPassword(t *testing.T) {
 		fmt.Sprintf("%+v %#v %+v", tr.Stats(), f.Stats(), sock),
 		sendErr.Error(), logs.String(), text.String(), js.String(),
 	}, "\n")
-	if strings.Contains(all, pw) {
-		t.Fatalf("the password shows:\n%s", all)
-	}
+	require.NotContains(t, all, pw, "the password shows")
 	for _, want := range []string{"rabbitmq.Transport(rabbitmq:bob:xxxxx@127.0.0.1:1/q;sync=0)", "rabbitmq.Factory[rabbitmq:bob:xxxxx@127.0.0.1:1/q;sync=0]", "connection refused"} {
-		if !strings.Contains(all, want) {
-			t.Fatalf("%q not shown:\n%s", want, all)
-		}
+		require.Contains(t, all, want)
 	}
 }
