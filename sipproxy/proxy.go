@@ -54,6 +54,12 @@ type Config struct {
 	// no final one (Kamailio's fr_inv_timer): CANCEL downstream, 408 upstream.
 	// 0 means 120s.
 	InviteTimeout time.Duration
+	// ShutdownLinger: after answering what was still parked, Shutdown keeps
+	// the listeners open while those INVITEs' ACKs keep arriving, so that a
+	// final response lost on UDP is retransmitted (Timer G, or on the
+	// INVITE's retransmission); it stops when all are acknowledged or none
+	// was for ShutdownLinger (sipgo's Timer H, 32 s, bounds it). Default 5s.
+	ShutdownLinger time.Duration
 	// OnCall, if set, is told how relayed calls progress (for device state).
 	// It runs on the relay's goroutine without locks held; keep it short.
 	OnCall func(CallEvent)
@@ -121,6 +127,9 @@ func New(cfg Config, table *routes.Table) (*Proxy, error) {
 	}
 	if cfg.MaxRelays <= 0 {
 		cfg.MaxRelays = 20000
+	}
+	if cfg.ShutdownLinger <= 0 {
+		cfg.ShutdownLinger = 5 * time.Second
 	}
 	if cfg.InviteTimeout <= 0 {
 		cfg.InviteTimeout = 120 * time.Second
@@ -276,8 +285,9 @@ func (p *Proxy) Drain() { p.closing.Store(true) }
 func (p *Proxy) Draining() bool { return p.closing.Load() }
 
 // Shutdown drains, waits until no transaction is live and no relay is
-// active or ctx ends, then answers what is still parked with 503 and closes
-// everything. It returns how many transactions were still live at the end.
+// active or ctx ends, then answers what is still parked with 503 (paced, and
+// lingering for their ACKs: Config.ShutdownLinger) and closes everything. It
+// returns how many transactions were still live at the end.
 func (p *Proxy) Shutdown(ctx context.Context) int {
 	p.Drain()
 	t := p.clock.Ticker(20 * time.Millisecond)
@@ -290,9 +300,7 @@ func (p *Proxy) Shutdown(ctx context.Context) int {
 		}
 	}
 done:
-	for _, tok := range p.txs.ParkedTokens() {
-		p.txs.Abort(tok, sip.StatusServiceUnavailable, "Service Unavailable", retryAfter())
-	}
+	p.answerParked()
 	left := p.txs.Stats().Live
 	p.Close()
 	return left
@@ -322,6 +330,52 @@ func (p *Proxy) Stats() Stats {
 }
 
 func retryAfter() sip.Header { return sip.NewHeader("Retry-After", "5") }
+
+// Shutdown pacing: answer parked transactions in batches, so that a burst
+// of thousands of 503s does not overflow the receivers' socket buffers.
+const (
+	abortBatch = 200
+	abortPause = 10 * time.Millisecond // 20,000 answers/s
+)
+
+// answerParked answers every parked transaction 503 with Retry-After, paced,
+// then waits for the INVITEs among them to be acknowledged while ACKs keep
+// coming (see Config.ShutdownLinger): until then their server transactions
+// retransmit the 503 if it was lost, which needs the listeners still open.
+func (p *Proxy) answerParked() {
+	var acked []<-chan struct{}
+	for i, tok := range p.txs.ParkedTokens() {
+		if i > 0 && i%abortBatch == 0 {
+			p.clock.Sleep(abortPause)
+		}
+		tx, err := p.txs.Get(tok)
+		if !p.txs.Abort(tok, sip.StatusServiceUnavailable, "Service Unavailable", retryAfter()) || err != nil {
+			continue
+		}
+		if stx := tx.ServerTx(); stx != nil && tx.Request().IsInvite() {
+			acked = append(acked, stx.Done())
+		}
+	}
+	if len(acked) == 0 {
+		return
+	}
+	tick := p.clock.Ticker(50 * time.Millisecond)
+	defer tick.Stop()
+	last := p.clock.Now() // of the latest ACK
+	for i, done := range acked {
+		for waiting := true; waiting; {
+			select {
+			case <-done:
+				last, waiting = p.clock.Now(), false
+			case <-tick.C:
+				if p.clock.Since(last) >= p.cfg.ShutdownLinger {
+					p.log.Warn("shutdown: INVITEs answered 503 but not acknowledged", "count", len(acked)-i)
+					return
+				}
+			}
+		}
+	}
+}
 
 // onRequest is sipgo's transaction-layer hook: one call per new server
 // transaction, on sipgo's per-message goroutine.
