@@ -33,6 +33,7 @@ var programs = map[string]string{
 	"sipmessage": "./examples/sipmessage",
 	"statsd":     "./examples/statsd",
 	"shaper":     "./examples/shaper",
+	"queue":      "./examples/queue",
 }
 
 func TestMain(m *testing.M) {

@@ -5,6 +5,7 @@ package devicestatetest
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -17,6 +18,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sipasync/sipasync/internal/sipptest"
 )
@@ -59,6 +63,26 @@ func Bucket(t testing.TB) string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return "test_devstate_" + hex.EncodeToString(b)
+}
+
+// DeleteBucket removes a test's bucket (in domain, "" for none); errors
+// are ignored: the bucket is in memory and goes with the server anyway.
+func DeleteBucket(url, bucket, domain string) {
+	nc, err := nats.Connect(url, nats.Timeout(2*time.Second))
+	if err != nil {
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if domain != "" {
+		js, err = jetstream.NewWithDomain(nc, domain)
+	}
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_ = js.DeleteKeyValue(ctx, bucket)
 }
 
 // Server is a nats-server process of a test's own, on loopback, with

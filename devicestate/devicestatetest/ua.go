@@ -134,8 +134,23 @@ func (c *Call) Answered() {
 // Hangup sends a BYE and waits for its 200.
 func (c *Call) Hangup() {
 	c.ua.t.Helper()
-	c.inDialog("BYE", 2)
+	c.Bye()
 	c.ua.ExpectStatus(200, "BYE")
+}
+
+// Bye sends a BYE without waiting for the answer (for a test that answers
+// it itself on the same goroutine).
+func (c *Call) Bye() { c.inDialog("BYE", 2) }
+
+// Options sends an OPTIONS for sip:user@addr to the proxy at addr and
+// returns its 200.
+func (u *UA) Options(addr, user string) *sip.Response {
+	u.t.Helper()
+	u.cseq++
+	u.Send(addr, "OPTIONS sip:"+user+"@"+addr+" SIP/2.0", u.via(), "Max-Forwards: 70",
+		"From: <sip:"+u.User+"@127.0.0.1>;tag="+token(), "To: <sip:"+user+"@"+addr+">",
+		"Call-ID: opt-"+token(), "CSeq: "+strconv.Itoa(u.cseq)+" OPTIONS", "Content-Length: 0")
+	return u.ExpectStatus(200, "OPTIONS")
 }
 
 func (c *Call) inDialog(method string, cseq int) {

@@ -22,10 +22,13 @@ func main() {
 	var delay time.Duration
 	os.Exit(app.Main("testproxy", os.Args[1:], os.Stderr,
 		func(fs *pflag.FlagSet) {
-			fs.StringVar(&mode, "mode", "park", "park, suspend, external, chain, task")
+			fs.StringVar(&mode, "mode", "park", "park, suspend, external, chain, task, devstate")
 			fs.DurationVar(&delay, "delay", time.Second, "park time")
 		},
 		func(a *app.App) error {
+			if mode == "devstate" {
+				return devstateRoutes(a)
+			}
 			park := func(c *routes.Context, name string) error {
 				if delay < time.Second || delay%time.Second != 0 {
 					return async.MsRoute(c, name, delay)

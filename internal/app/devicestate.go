@@ -89,8 +89,15 @@ func (a *App) wireDeviceState(cfg *sipproxy.Config) error {
 	return nil
 }
 
+// devstateCloseBudget bounds the node's goodbye (pending writes and the
+// heartbeat's removal) at shutdown.
+const devstateCloseBudget = 2 * time.Second
+
 // closeDeviceState stops the node: pending writes and its heartbeat's
-// removal go out within ctx.
+// removal go out within devstateCloseBudget. The budget is its own, not
+// what is left of ctx: a shutdown that spent --shutdown-timeout waiting for
+// live transactions still tells the other nodes at once that this one is
+// gone, instead of leaving them to wait for the expiry.
 func (a *App) closeDeviceState(ctx context.Context) {
 	if a.DeviceState == nil {
 		return
@@ -98,6 +105,8 @@ func (a *App) closeDeviceState(ctx context.Context) {
 	if devicestate.Default() == a.DeviceState {
 		devicestate.SetDefault(nil)
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), devstateCloseBudget)
+	defer cancel()
 	if err := a.DeviceState.Close(ctx); err != nil {
 		a.Log.Warn("device state: close", "error", err)
 	}

@@ -1,0 +1,274 @@
+package e2e
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sipasync/sipasync/devicestate/devicestatetest"
+	"github.com/sipasync/sipasync/internal/sipptest"
+)
+
+// devExpiry is the --devstate-expiry of the cluster tests' nodes.
+const devExpiry = 2 * time.Second
+
+// natsBucket returns the shared NATS server's URL and a bucket of the
+// test's own, deleted at the end.
+func natsBucket(t *testing.T) (string, string) {
+	t.Helper()
+	url := devicestatetest.RequireNATS(t)
+	bucket := devicestatetest.Bucket(t)
+	t.Cleanup(func() { devicestatetest.DeleteBucket(url, bucket, "") })
+	return url, bucket
+}
+
+// devNode starts testproxy --mode devstate as node id of the cluster at url:
+// the default registrar + proxy, OPTIONS answered with the device state.
+func devNode(t *testing.T, id, url, bucket string, extra ...string) *proxy {
+	t.Helper()
+	args := []string{"--mode", "devstate", "--cluster", url, "--node-id", id, "--shutdown-timeout", "2s",
+		"--devstate-bucket", bucket, "--devstate-expiry", devExpiry.String()}
+	return startProxy(t, "testproxy", append(args, extra...)...)
+}
+
+// kill stops the node with SIGKILL, as a crash: no last writes, no
+// heartbeat removed.
+func (p *proxy) kill(t *testing.T) time.Time {
+	t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	return time.Now()
+}
+
+// waitState asks node p (OPTIONS from ua) for user's state until it reads
+// want, and returns how long that took; it fails after within.
+func waitState(t *testing.T, ua *devicestatetest.UA, p *proxy, user, want string, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		res := ua.Options(p.addr, user)
+		got, views := res.GetHeader("X-Device-State"), res.GetHeader("X-Device-Views")
+		if got != nil && got.Value() == want {
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			t.Fatalf("node %s: %s reads %v (views %v) after %s, want %s", p.addr, user, got, views, within, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// views returns user's per-node views as node p reports them.
+func views(t *testing.T, ua *devicestatetest.UA, p *proxy, user string) string {
+	t.Helper()
+	if h := ua.Options(p.addr, user).GetHeader("X-Device-Views"); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+// ringing takes the INVITE waiting at callee and answers 180.
+func ringing(callee *devicestatetest.UA) *devicestatetest.Incoming {
+	in := callee.ExpectRequest("INVITE")
+	in.Reply(180, "Ringing")
+	return in
+}
+
+// answer answers 200 and waits for the caller's ACK through the proxy.
+func answer(in *devicestatetest.Incoming, call *devicestatetest.Call, callee *devicestatetest.UA) {
+	in.Reply(200, "OK")
+	call.Answered()
+	callee.ExpectRequest("ACK")
+}
+
+// hangup: the caller sends BYE, the callee answers it.
+func hangup(call *devicestatetest.Call, caller, callee *devicestatetest.UA) {
+	call.Bye()
+	callee.ExpectRequest("BYE").Reply(200, "OK")
+	caller.ExpectStatus(200, "BYE")
+}
+
+// Issue 9, item 5: three sipasync processes on NATS. alice registers on A;
+// bob calls her through B (B relays to her contact, it has no binding of
+// her); C, which takes part in neither, reads her RINGING, then INUSE, then
+// NOT_INUSE after the BYE. Then B is killed in the middle of a second call:
+// within the expiry C reads alice NOT_INUSE (A's view) and bob, whom only B
+// knew, UNAVAILABLE — not a stale INUSE.
+func TestDeviceStateThreeNodes(t *testing.T) {
+	url, bucket := natsBucket(t)
+	a := devNode(t, "a", url, bucket)
+	b := devNode(t, "b", url, bucket)
+	c := devNode(t, "c", url, bucket)
+	alice := devicestatetest.NewUA(t, "alice")
+	bob := devicestatetest.NewUA(t, "bob")
+	probe := devicestatetest.NewUA(t, "probe")
+
+	alice.Register(a.addr, 3600)
+	waitState(t, probe, c, "alice", "NOT_INUSE", 10*time.Second)
+	waitState(t, probe, b, "alice", "NOT_INUSE", 5*time.Second)
+
+	call := bob.Invite(b.addr, alice.URI(), "sip:alice@127.0.0.1")
+	in := ringing(alice)
+	waitState(t, probe, c, "alice", "RINGING", 5*time.Second)
+	waitState(t, probe, c, "bob", "INUSE", 5*time.Second)
+	answer(in, call, alice)
+	waitState(t, probe, c, "alice", "INUSE", 5*time.Second)
+	waitState(t, probe, a, "alice", "INUSE", 5*time.Second) // the registrar node sees B's call too
+	if v := views(t, probe, c, "alice"); v != "a=NOT_INUSE,b=INUSE" {
+		t.Fatalf("C's views of alice: %q", v)
+	}
+	hangup(call, bob, alice)
+	waitState(t, probe, c, "alice", "NOT_INUSE", 5*time.Second)
+	waitState(t, probe, c, "bob", "UNKNOWN", 5*time.Second) // B withdrew its view of bob
+
+	// a second call, and B dies in it
+	call = bob.Invite(b.addr, alice.URI(), "sip:alice@127.0.0.1")
+	answer(ringing(alice), call, alice)
+	waitState(t, probe, c, "alice", "INUSE", 5*time.Second)
+	waitState(t, probe, c, "bob", "INUSE", 5*time.Second)
+	killed := b.kill(t)
+	took := waitState(t, probe, c, "alice", "NOT_INUSE", devExpiry+3*time.Second)
+	waitState(t, probe, c, "bob", "UNAVAILABLE", time.Second)
+	waitState(t, probe, a, "bob", "UNAVAILABLE", time.Second)
+	took = time.Since(killed)
+	t.Logf("B killed: C read alice NOT_INUSE %s later (expiry %s)", took.Round(time.Millisecond), devExpiry)
+	// B heartbeats every expiry/3 and C judges every expiry/10: B's views
+	// go between expiry-expiry/3 and expiry+expiry/10 after the kill
+	if took < devExpiry/2 || took > devExpiry+time.Second {
+		t.Fatalf("B's views expired %s after the kill, want about %s", took, devExpiry)
+	}
+	if v := views(t, probe, c, "alice"); v != "a=NOT_INUSE,b=INUSE(gone)" {
+		t.Fatalf("C's views of alice after B died: %q", v)
+	}
+	if c.count("node gone") == 0 || !strings.Contains(c.Logs(), "peer=b") {
+		t.Fatalf("C did not log B gone:\n%s", tail(c.Logs(), 20))
+	}
+}
+
+// The WAN case: two NATS servers joined as hub and leaf node (a remote
+// site), one sipasync node on each; the bucket lives in the hub's JetStream
+// domain. alice registers at the branch, bob calls her through the hub's
+// node: both sites converge, and when the branch node dies the hub reads
+// alice UNAVAILABLE within the expiry.
+func TestDeviceStateWAN(t *testing.T) {
+	sipptest.Require(t)
+	hub := devicestatetest.StartServer(t, devicestatetest.ServerOptions{Name: "hub", Domain: "hub", Hub: true})
+	leaf := devicestatetest.StartServer(t, devicestatetest.ServerOptions{Name: "leaf", Domain: "leaf", LeafOf: hub})
+	bucket := devicestatetest.Bucket(t)
+	hq := devNode(t, "hq", hub.URL, bucket, "--cluster-domain", "hub")
+	branch := devNode(t, "branch", leaf.URL, bucket, "--cluster-domain", "hub")
+	alice := devicestatetest.NewUA(t, "alice")
+	bob := devicestatetest.NewUA(t, "bob")
+	probe := devicestatetest.NewUA(t, "probe")
+
+	alice.Register(branch.addr, 3600)
+	waitState(t, probe, hq, "alice", "NOT_INUSE", 15*time.Second) // the leaf connection may take a moment
+	call := bob.Invite(hq.addr, alice.URI(), "sip:alice@127.0.0.1")
+	in := ringing(alice)
+	waitState(t, probe, branch, "alice", "RINGING", 5*time.Second)
+	answer(in, call, alice)
+	waitState(t, probe, branch, "alice", "INUSE", 5*time.Second)
+	waitState(t, probe, branch, "bob", "INUSE", 5*time.Second)
+	if v := views(t, probe, branch, "alice"); v != "branch=NOT_INUSE,hq=INUSE" {
+		t.Fatalf("branch's views of alice: %q", v)
+	}
+	hangup(call, bob, alice)
+	waitState(t, probe, branch, "alice", "NOT_INUSE", 5*time.Second)
+	waitState(t, probe, hq, "alice", "NOT_INUSE", 5*time.Second)
+
+	killed := branch.kill(t)
+	waitState(t, probe, hq, "alice", "UNAVAILABLE", devExpiry+3*time.Second)
+	took := time.Since(killed)
+	t.Logf("branch killed: hq read alice UNAVAILABLE %s later (expiry %s)", took.Round(time.Millisecond), devExpiry)
+	if took < devExpiry/2 || took > devExpiry+time.Second {
+		t.Fatalf("branch's views expired %s after the kill, want about %s", took, devExpiry)
+	}
+}
+
+// waitLog waits until p has logged s at least n times.
+func waitLog(t *testing.T, p *proxy, s string, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for p.count(s) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q logged %d times, want %d:\n%s", s, p.count(s), n, tail(p.Logs(), 30))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// register registers user at p with its contact on port.
+func register(t *testing.T, p *proxy, user string, port int) {
+	t.Helper()
+	res := run(t, p, sipptest.Options{Scenario: scenario("register.xml"), Service: user, MaxCalls: 1,
+		Keys: map[string]string{"contact_port": strconv.Itoa(port)}})
+	sipptest.RequireSuccess(t, res, 1)
+}
+
+// examples/queue on two nodes, driven by SIPp as its README does: agents
+// alice and bob register with the queue node q1; alice's phone is also
+// registered with node b, and a call to her through b makes her busy there.
+// A call to the queue then goes to bob, never to alice; with bob busy too
+// the queue answers 486 Busy Here; once alice's call ends she gets the next
+// queue call.
+func TestQueueExample(t *testing.T) {
+	url, bucket := natsBucket(t)
+	cl := []string{"--cluster", url, "--devstate-bucket", bucket, "--devstate-expiry", devExpiry.String(),
+		"--shutdown-timeout", "2s"}
+	q := startProxy(t, "queue", append([]string{"--agents", "alice,bob", "--node-id", "q1"}, cl...)...)
+	b := startProxy(t, "sipasync", append([]string{"--node-id", "b"}, cl...)...)
+	aliceUAS := sipptest.StartT(t, sipptest.Options{Scenario: scenario("uas_call.xml"), Timeout: 90 * time.Second})
+	bobUAS := sipptest.StartT(t, sipptest.Options{Scenario: scenario("uas_call.xml"), Timeout: 90 * time.Second})
+	register(t, q, "alice", aliceUAS.Port())
+	register(t, b, "alice", aliceUAS.Port())
+	register(t, q, "bob", bobUAS.Port())
+	waitLog(t, q, `device=alice state=NOT_INUSE old=INVALID views="q1=NOT_INUSE"`, 1, 5*time.Second)
+	waitLog(t, q, `device=alice state=NOT_INUSE old=NOT_INUSE views="b=NOT_INUSE,q1=NOT_INUSE"`, 1, 10*time.Second)
+	waitLog(t, q, `device=bob state=NOT_INUSE`, 1, 5*time.Second)
+
+	// alice takes a 6 s call through node b
+	long := sipptest.StartT(t, sipptest.Options{Scenario: scenario("uac_call.xml"), Target: b.addr, Service: "alice",
+		MaxCalls: 1, Pause: 6 * time.Second, Timeout: 30 * time.Second})
+	waitLog(t, q, `device=alice state=INUSE old=RINGING views="b=INUSE,q1=NOT_INUSE"`, 1, 5*time.Second)
+
+	// a queue call: alice is busy on b, so bob gets it
+	res := run(t, q, sipptest.Options{Scenario: scenario("uac_call.xml"), Service: "queue", MaxCalls: 1})
+	sipptest.RequireSuccess(t, res, 1)
+	if q.count(`queue=queue agent=bob`) != 1 || q.count(`agent=alice`) != 0 {
+		t.Fatalf("the first queue call did not go to bob alone:\n%s", tail(q.Logs(), 30))
+	}
+	if !strings.Contains(q.Logs(), `skipped="alice=INUSE"`) {
+		t.Fatalf("the queue did not skip alice as INUSE:\n%s", tail(q.Logs(), 30))
+	}
+
+	// bob takes a 6 s call through q: nobody is free
+	waitLog(t, q, `device=bob state=NOT_INUSE old=INUSE`, 1, 5*time.Second)
+	bobLong := sipptest.StartT(t, sipptest.Options{Scenario: scenario("uac_call.xml"), Target: q.addr, Service: "bob",
+		MaxCalls: 1, Pause: 6 * time.Second, Timeout: 30 * time.Second})
+	waitLog(t, q, `device=bob state=INUSE old=RINGING`, 2, 5*time.Second)
+	res = run(t, q, sipptest.Options{Scenario: scenario("uac_expect.xml"), Service: "queue", MaxCalls: 1,
+		Keys: map[string]string{"code": "486"}})
+	sipptest.RequireSuccess(t, res, 1)
+	waitLog(t, q, `"queue: no agent free"`, 1, time.Second)
+
+	// alice's call through b ends: she is free everywhere and gets the next call
+	if r, err := long.Wait(); err != nil || r.Successful != 1 {
+		t.Fatalf("alice's call through b: %v %+v", err, r)
+	}
+	waitLog(t, q, `device=alice state=NOT_INUSE old=INUSE`, 1, 5*time.Second)
+	res = run(t, q, sipptest.Options{Scenario: scenario("uac_call.xml"), Service: "queue", MaxCalls: 1})
+	sipptest.RequireSuccess(t, res, 1)
+	waitLog(t, q, `queue=queue agent=alice`, 1, time.Second)
+	if r, err := bobLong.Wait(); err != nil || r.Successful != 1 {
+		t.Fatalf("bob's call: %v %+v", err, r)
+	}
+	// each agent's phone took exactly the calls meant for it
+	ra, _ := aliceUAS.Stop()
+	rb, _ := bobUAS.Stop()
+	if ra.Successful != 2 || rb.Successful != 2 {
+		t.Fatalf("alice's phone took %d calls, bob's %d; want 2 each", ra.Successful, rb.Successful)
+	}
+}
