@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/spf13/pflag"
 
 	"github.com/sipasync/sipasync/eventbus/evi"
@@ -74,6 +75,10 @@ type Options struct {
 	// Logger receives connection state changes and (at most once a second
 	// per kind) counted losses. Default slog.Default().
 	Logger *slog.Logger
+	// Clock drives the reconnect backoff, the drain timeout and the log rate
+	// limit (tests use a mock). Network deadlines (ConnectTimeout) always
+	// use the wall clock. Default clock.New().
+	Clock clock.Clock
 }
 
 // DefaultOptions returns the defaults with a 10 s heartbeat.
@@ -103,6 +108,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Clock == nil {
+		o.Clock = clock.New()
 	}
 	return o
 }

@@ -62,6 +62,7 @@ type Transport struct {
 	connected bool
 	heartbeat time.Duration
 	lastErr   string
+	retryAt   time.Time // when the backoff ends; zero when not waiting
 	netConn   net.Conn
 
 	wake      chan struct{} // cap 1: pending grew, the window opened, closing
@@ -274,7 +275,7 @@ func (t *Transport) Close() error {
 		t.mu.Unlock()
 		close(t.closingCh)
 		t.signal()
-		timer := time.NewTimer(t.set.DrainTimeout)
+		timer := t.set.Clock.Timer(t.set.DrainTimeout)
 		defer timer.Stop()
 		select {
 		case <-t.done:
@@ -320,13 +321,16 @@ type Stats struct {
 	// LastError is the last connection error (password redacted), "" if
 	// none since the last successful connect.
 	LastError string
+	// RetryAt is when the next connection attempt is due, while the socket
+	// waits out its backoff (by Options.Clock); zero otherwise.
+	RetryAt time.Time
 }
 
 // Stats returns the socket's counters.
 func (t *Transport) Stats() Stats {
 	t.mu.Lock()
 	st := Stats{Socket: t.socket, Sync: t.set.Sync, Connected: t.connected, Heartbeat: t.heartbeat,
-		Buffered: t.heldLocked(), LastError: t.lastErr}
+		Buffered: t.heldLocked(), LastError: t.lastErr, RetryAt: t.retryAt}
 	t.mu.Unlock()
 	st.Published = t.published.Load()
 	st.Confirmed = t.confirmed.Load()
@@ -371,7 +375,7 @@ func (t *Transport) run() {
 		}
 		connectedOnce = true
 		t.setState(true, s.conn.Config.Heartbeat, "")
-		start := time.Now()
+		start := t.set.Clock.Now()
 		err = t.serve(s)
 		if err == nil { // drained or forced
 			t.setState(false, 0, "")
@@ -384,7 +388,7 @@ func (t *Transport) run() {
 		// A connection that dies at once (a missing exchange, a broker
 		// refusing us) must not make a busy loop: the backoff only starts
 		// over after a connection that lived.
-		if time.Since(start) > 5*time.Second {
+		if t.set.Clock.Since(start) > 5*time.Second {
 			backoff = t.set.BackoffMin
 		}
 		if !t.sleep(jitter(backoff)) {
@@ -409,8 +413,16 @@ func (t *Transport) finished() bool {
 
 // sleep waits d; false if run must end.
 func (t *Transport) sleep(d time.Duration) bool {
-	timer := time.NewTimer(d)
+	timer := t.set.Clock.Timer(d)
 	defer timer.Stop()
+	t.mu.Lock()
+	t.retryAt = t.set.Clock.Now().Add(d)
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		t.retryAt = time.Time{}
+		t.mu.Unlock()
+	}()
 	for {
 		select {
 		case <-timer.C:
@@ -775,7 +787,7 @@ func (t *Transport) stateLog(kind string, lvl slog.Level, msg string, attrs ...s
 
 func (t *Transport) limitedLog(kind string, lvl slog.Level, msg string, attrs ...slog.Attr) {
 	t.logMu.Lock()
-	now := time.Now()
+	now := t.set.Clock.Now()
 	if last, ok := t.lastLog[kind]; ok && now.Sub(last) < time.Second {
 		t.suppressed[kind]++
 		t.logMu.Unlock()
