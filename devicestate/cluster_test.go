@@ -31,26 +31,8 @@ type clusterEnv struct {
 
 func newEnv(t *testing.T, url string, expiry time.Duration) *clusterEnv {
 	e := &clusterEnv{t: t, url: url, bucket: devicestatetest.Bucket(t), expiry: expiry}
-	t.Cleanup(func() { deleteBucket(url, e.bucket, "") })
+	t.Cleanup(func() { devicestatetest.DeleteBucket(url, e.bucket, "") })
 	return e
-}
-
-func deleteBucket(url, bucket, domain string) {
-	nc, err := nats.Connect(url, nats.Timeout(2*time.Second))
-	if err != nil {
-		return
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if domain != "" {
-		js, err = jetstream.NewWithDomain(nc, domain)
-	}
-	if err != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	_ = js.DeleteKeyValue(ctx, bucket)
 }
 
 func (e *clusterEnv) node(id string, o ...func(*Options)) *Node {

@@ -1,6 +1,7 @@
 package devicestate
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -50,6 +51,8 @@ func TestAggregateCases(t *testing.T) {
 		want State
 	}{
 		{"nothing is INVALID", nil, Invalid},
+		{"registered on A, in a call through B", []State{NotInUse, InUse}, InUse},
+		{"only B knew it, B gone", []State{Unavailable}, Unavailable},
 		{"one view is itself", []State{InUse}, InUse},
 		{"in use on one node, ringing on another", []State{InUse, Ringing}, RingInUse},
 		{"on hold and ringing", []State{OnHold, Ringing}, RingInUse},
@@ -70,6 +73,45 @@ func TestAggregateCases(t *testing.T) {
 		if got := AggregateOf(c.in...); got != c.want {
 			t.Errorf("%s: %v = %s, want %s", c.name, c.in, got, c.want)
 		}
+	}
+}
+
+// TestAggregateTableInREADME checks the table README.md documents, cell by
+// cell and both ways round, so that the documentation cannot drift from the
+// code.
+func TestAggregateTableInREADME(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var header []State
+	rows := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		cells := strings.Split(strings.Trim(strings.TrimSpace(line), "|"), "|")
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		switch {
+		case len(cells) == 10 && strings.HasPrefix(cells[0], "view 1"):
+			for _, c := range cells[1:] {
+				header = append(header, ParseMust(t, c))
+			}
+		case len(cells) == 10 && header != nil && strings.HasPrefix(cells[0], "**"):
+			row := ParseMust(t, strings.Trim(cells[0], "*"))
+			for i, c := range cells[1:] {
+				want := ParseMust(t, c)
+				if got := AggregateOf(row, header[i]); got != want {
+					t.Errorf("README: %s + %s = %s, the code says %s", row, header[i], want, got)
+				}
+				if got := AggregateOf(header[i], row); got != want {
+					t.Errorf("README: %s + %s = %s, the code says %s", header[i], row, want, got)
+				}
+			}
+			rows++
+		}
+	}
+	if len(header) != 9 || rows != 9 {
+		t.Fatalf("README's aggregation table: %d columns, %d rows; want 9 and 9", len(header), rows)
 	}
 }
 
