@@ -311,3 +311,30 @@ func DecodeParams(params json.RawMessage, dst any) error {
 	}
 	return nil
 }
+
+// Str is a string param that also accepts a JSON number or boolean, as a
+// command line cannot tell "1000" the device from 1000 the number.
+type Str string
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (s *Str) UnmarshalJSON(b []byte) error {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return err
+	}
+	switch t := v.(type) {
+	case string:
+		*s = Str(t)
+	case json.Number:
+		*s = Str(t.String())
+	case bool:
+		*s = Str(fmt.Sprint(t))
+	case nil:
+		*s = ""
+	default:
+		return fmt.Errorf("want a string, got %s", b)
+	}
+	return nil
+}

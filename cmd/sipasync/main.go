@@ -3,23 +3,29 @@
 //
 //	go run ./cmd/sipasync
 //
-// See --help for the flags.
+// See --help for the flags. Its admin listener (Prometheus /metrics, JSON-RPC
+// control on /rpc) is on 127.0.0.1:9060; "sipasync ctl METHOD" calls it:
+//
+//	sipasync ctl tm.stats
+//	sipasync ctl async.list
 package main
 
 import (
 	"os"
 
+	"github.com/sipasync/sipasync/admin"
 	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
 )
 
 func main() {
-	os.Exit(app.Main("sipasync", os.Args[1:], os.Stderr, nil, func(a *app.App) error {
-		if err := a.Routes.Failure("MISSED", routes.HandlerFunc(func(c *routes.Context) error {
-			return nil // forward the failure response as it is
-		})); err != nil {
-			return err
-		}
-		return a.Routes.Request(a.Proxy.DefaultRoute(defaultOptions(a)))
-	}))
+	os.Exit(app.Run(app.Program{Name: "sipasync", Args: os.Args[1:], Stdout: os.Stdout, Stderr: os.Stderr,
+		Environ: os.Environ(), Admin: admin.DefaultAddr, Setup: func(a *app.App) error {
+			if err := a.Routes.Failure("MISSED", routes.HandlerFunc(func(c *routes.Context) error {
+				return nil // forward the failure response as it is
+			})); err != nil {
+				return err
+			}
+			return a.Routes.Request(a.Proxy.DefaultRoute(defaultOptions(a)))
+		}}))
 }

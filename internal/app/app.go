@@ -11,17 +11,19 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
+	"sync"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
+
+	"github.com/sipasync/sipasync/admin"
 
 	"github.com/sipasync/sipasync/devicestate"
 	"github.com/sipasync/sipasync/eventbus"
 	"github.com/sipasync/sipasync/eventbus/evi"
+	"github.com/sipasync/sipasync/metrics"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/sipevents"
 	"github.com/sipasync/sipasync/sipproxy"
@@ -43,11 +45,15 @@ type Flags struct {
 	SuspendTimeout  time.Duration
 	MaxParked       int
 	MaxRelays       int
+	MaxMessageSize  int
 	InviteTimeout   time.Duration
 	Events          []string
 
 	Async       AsyncFlags
 	DeviceState DeviceStateFlags
+	Operate     OperateFlags
+
+	adminDefault string // default --admin ("": EphemeralAdmin)
 }
 
 // Register adds the common flags to fs.
@@ -63,32 +69,46 @@ func (f *Flags) Register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.SuspendTimeout, "suspend-timeout", 120*time.Second, "a parked transaction nobody resumes within this is answered (408 INVITE, 500 other)")
 	fs.IntVar(&f.MaxParked, "max-parked", 1000000, "most transactions parked at once; past it parking fails (503)")
 	fs.IntVar(&f.MaxRelays, "max-relays", 20000, "most relayed transactions waiting for a final response at once; past it 503")
+	fs.IntVar(&f.MaxMessageSize, "max-message-size", sipproxy.DefaultMaxMessageSize, "largest SIP message taken, in bytes (UDP: at most 32767); larger ones are answered 513 or dropped, and counted")
 	fs.DurationVar(&f.InviteTimeout, "invite-timeout", 120*time.Second, "a relayed INVITE with a provisional but no final response is cancelled and answered 408 after this")
 	fs.StringArrayVar(&f.Events, "event", nil, "subscribe a transport to an event: NAME=SOCKET, e.g. 'E_SIP_MESSAGE=udp:127.0.0.1:8888'; repeatable")
 	f.Async.Register(fs)
 	f.DeviceState.Register(fs)
+	def := f.adminDefault
+	if def == "" {
+		def = EphemeralAdmin
+	}
+	f.Operate.Register(fs, def)
 }
 
 // Logger builds the logger from --log-level and --log-format.
 func (f *Flags) Logger(w io.Writer) (*slog.Logger, error) {
+	l, _, err := f.logger(w)
+	return l, err
+}
+
+// logger is Logger with the level variable a reload sets.
+func (f *Flags) logger(w io.Writer) (*slog.Logger, *slog.LevelVar, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(f.LogLevel)); err != nil {
-		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", ErrUsage, f.LogLevel)
+		return nil, nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", ErrUsage, f.LogLevel)
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
+	lv := new(slog.LevelVar)
+	lv.Set(lvl)
+	opts := &slog.HandlerOptions{Level: lv}
 	switch strings.ToLower(f.LogFormat) {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), lv, nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), lv, nil
 	}
-	return nil, fmt.Errorf("%w: --log-format %q: want text or json", ErrUsage, f.LogFormat)
+	return nil, nil, fmt.Errorf("%w: --log-format %q: want text or json", ErrUsage, f.LogFormat)
 }
 
 // ProxyConfig turns the flags into a proxy configuration.
 func (f *Flags) ProxyConfig(log *slog.Logger) (sipproxy.Config, error) {
 	cfg := sipproxy.Config{Outbound: f.Outbound, Domains: f.Domains, Logger: log,
-		MaxRelays: f.MaxRelays, InviteTimeout: f.InviteTimeout,
+		MaxRelays: f.MaxRelays, InviteTimeout: f.InviteTimeout, MaxMessageSize: f.MaxMessageSize,
 		Transactions: transaction.Options{MaxParked: f.MaxParked, SuspendTimeout: f.SuspendTimeout}}
 	if len(f.Listen) == 0 {
 		return cfg, fmt.Errorf("%w: at least one --listen is needed", ErrUsage)
@@ -109,6 +129,9 @@ func (f *Flags) ProxyConfig(log *slog.Logger) (sipproxy.Config, error) {
 	}
 	if f.SuspendTimeout <= 0 {
 		return cfg, fmt.Errorf("%w: --suspend-timeout must be > 0", ErrUsage)
+	}
+	if f.MaxMessageSize < 1024 || f.MaxMessageSize > 1<<20 {
+		return cfg, fmt.Errorf("%w: --max-message-size %d: want 1024 to 1048576", ErrUsage, f.MaxMessageSize)
 	}
 	if f.MaxParked < 1 || f.MaxRelays < 1 {
 		return cfg, fmt.Errorf("%w: --max-parked and --max-relays must be >= 1", ErrUsage)
@@ -142,8 +165,27 @@ type App struct {
 	Publisher *sipevents.Publisher
 	// DeviceState is the device and mailbox state (devicestate.Get reads it).
 	DeviceState *devicestate.Node
+	// Registry holds the process's Prometheus metrics (served on /metrics);
+	// Metrics is the collector over the parts' stats (a program that
+	// registers a rabbitmq factory adds it with Metrics.AddTransports).
+	Registry *prometheus.Registry
+	Metrics  *metrics.Collector
+	// RPC is the control interface (served on /rpc); a program may register
+	// methods of its own before it starts serving.
+	RPC *admin.RPC
 
 	devstateMode string
+	started      time.Time
+	level        *slog.LevelVar
+	traffic      *metrics.Traffic
+	admin        *admin.Server
+	program      *Program
+	flagSet      *pflag.FlagSet
+
+	mu        sync.Mutex // guards eventSubs, hurry
+	reloadMu  sync.Mutex // one reload at a time
+	eventSubs map[string]*evi.Subscriber
+	hurry     context.CancelFunc
 }
 
 // EventSIPMessage is the seed's event: raised for every MESSAGE with the
@@ -153,53 +195,17 @@ const EventSIPMessage = "E_SIP_MESSAGE"
 // Setup registers routes on a built App before it starts.
 type Setup func(a *App) error
 
-// Main parses args, builds the App, lets setup register routes, starts it
-// and waits for SIGINT/SIGTERM. It returns the process exit status: 0 after
-// a clean stop, 2 for a usage or start-up error (one line on stderr), 1 for
-// a failure while running.
+// Main runs a program with the common flags plus extra ones; see Run. Its
+// admin listener defaults to a free loopback port (EphemeralAdmin), logged
+// at start-up, so examples never collide on a fixed port.
 func Main(name string, args []string, stderr io.Writer, extra func(fs *pflag.FlagSet), setup Setup) int {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	var f Flags
-	f.Register(fs)
-	if extra != nil {
-		extra(fs)
-	}
-	help := fs.BoolP("help", "h", false, "show this help")
-	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(stderr, "%s: %v (see --help)\n", name, err)
-		return 2
-	}
-	if *help {
-		fs.SetOutput(stderr)
-		fmt.Fprintf(stderr, "Usage of %s:\n", name)
-		fs.PrintDefaults()
-		return 0
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s: unexpected argument %q (see --help)\n", name, fs.Arg(0))
-		return 2
-	}
-	// sipgo's timers are process globals: set once, here. Timer I = 0 ends a
-	// confirmed INVITE server transaction at once instead of keeping it (and a
-	// goroutine per unread ACK) for 5 s; ACK retransmissions then reach the
-	// request route as stray ACKs, which it drops.
-	sip.Timer_I = 0
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	a, err := Build(ctx, &f, os.Stderr, setup)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", name, strings.TrimPrefix(err.Error(), "usage: "))
-		return 2
-	}
-	<-ctx.Done()
-	stop()
-	return a.Shutdown()
+	return Run(Program{Name: name, Args: args, Stdout: os.Stdout, Stderr: stderr, Environ: os.Environ(),
+		Extra: extra, Setup: setup})
 }
 
 // Build makes and starts an App from flags.
 func Build(ctx context.Context, f *Flags, logw io.Writer, setup Setup) (_ *App, err error) {
-	log, err := f.Logger(logw)
+	log, level, err := f.logger(logw)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +213,7 @@ func Build(ctx context.Context, f *Flags, logw io.Writer, setup Setup) (_ *App, 
 	if err != nil {
 		return nil, err
 	}
-	a := &App{Flags: f, Log: log, Routes: routes.NewTable()}
+	a := &App{Flags: f, Log: log, Routes: routes.NewTable(), started: time.Now(), level: level}
 	a.Bus = eventbus.New(eventbus.WithLogger(log))
 	if a.Publisher, err = sipevents.New(a.Bus); err != nil {
 		return nil, err
@@ -218,6 +224,9 @@ func Build(ctx context.Context, f *Flags, logw io.Writer, setup Setup) (_ *App, 
 	}
 	cfg.Transactions.OnChange = a.Publisher.OnTransaction
 	cfg.Location.OnChange = a.Publisher.OnRegistration
+	if err := a.observe(&cfg); err != nil {
+		return nil, err
+	}
 	if err := a.wireDeviceState(&cfg); err != nil {
 		return nil, err
 	}
@@ -226,6 +235,7 @@ func Build(ctx context.Context, f *Flags, logw io.Writer, setup Setup) (_ *App, 
 			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			a.closeDeviceState(cctx)
+			a.closeAdmin()
 		}
 	}()
 	p, err := sipproxy.New(cfg, a.Routes)
@@ -236,6 +246,9 @@ func Build(ctx context.Context, f *Flags, logw io.Writer, setup Setup) (_ *App, 
 	if a.Async, err = f.Async.build(a); err != nil {
 		return nil, err
 	}
+	if err := a.collect(); err != nil {
+		return nil, err
+	}
 	if setup != nil {
 		if err := setup(a); err != nil {
 			return nil, fmt.Errorf("%w: routes: %v", ErrUsage, err)
@@ -244,15 +257,18 @@ func Build(ctx context.Context, f *Flags, logw io.Writer, setup Setup) (_ *App, 
 	if err := a.Routes.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: routes: %v", ErrUsage, err)
 	}
-	if err := a.Events.SubscribeFlags(f.Events); err != nil {
+	if err := a.subscribeEvents(f.Events); err != nil {
 		return nil, fmt.Errorf("%w: --event: %v", ErrUsage, err)
+	}
+	if err := a.serveAdmin(); err != nil {
+		return nil, err
 	}
 	if err := p.Start(a.Async.Context(ctx)); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	a.Async.start(context.WithoutCancel(ctx))
 	log.Info("sipasync started", "listen", f.Listen, "async_ms_timer", f.Async.MsTimer,
-		"node_id", a.DeviceState.ID(), "device_state", a.devstateMode)
+		"node_id", a.DeviceState.ID(), "device_state", a.devstateMode, "admin", a.AdminAddr())
 	return a, nil
 }
 
@@ -263,19 +279,35 @@ func (a *App) Shutdown() int {
 	a.Log.Info("shutting down", "timeout", a.Flags.ShutdownTimeout.String())
 	ctx, cancel := context.WithTimeout(context.Background(), a.Flags.ShutdownTimeout)
 	defer cancel()
+	a.mu.Lock()
+	a.hurry = cancel
+	a.mu.Unlock()
 	left := a.Proxy.Shutdown(ctx)
 	a.Async.stop(ctx)
 	a.closeDeviceState(ctx)
-	_ = a.Events.Close(ctx)
-	_ = a.Bus.Close(ctx)
-	ps, ts, as := a.Proxy.Stats(), a.Proxy.Transactions().Stats(), a.Async.Engine.Stats()
+	// Flushing the event transports has its own budget: a drain that used
+	// all of --shutdown-timeout still sends what the transports hold.
+	fctx, fcancel := context.WithTimeout(context.Background(), flushBudget)
+	defer fcancel()
+	if err := a.Events.Close(fctx); err != nil {
+		a.Log.Warn("event transports not flushed", "error", err)
+	}
+	_ = a.Bus.Close(fctx)
+	ps, ts, as, is := a.Proxy.Stats(), a.Proxy.Transactions().Stats(), a.Async.Engine.Stats(), a.Proxy.InputStats()
 	a.Log.Info("stopped", "unfinished", left,
+		"malformed", is.Malformed, "malformed_dropped", is.MalformedDropped,
+		"too_large", is.TooLarge, "too_large_dropped", is.TooLargeDropped, "stray_responses", ps.StrayResponses,
 		"requests", ps.Requests, "replies", ps.Replies, "relays", ps.Relays, "dropped", ps.Dropped,
 		"no_reply", ps.NoReply, "panics", ps.Panics, "rejected_503", ps.Rejected503,
 		"parks", as.Parks, "resumes", as.Resumes, "resume_refused", as.ResumeRefused,
 		"expired", ts.Expired, "canceled", ts.Canceled, "late_cancels", ts.LateCancels)
+	a.closeAdmin()
 	return 0
 }
+
+// flushBudget bounds how long Shutdown waits for event transports to send
+// what they hold.
+const flushBudget = 5 * time.Second
 
 // RaiseSIPMessage raises E_SIP_MESSAGE for a MESSAGE request (the seed's
 // sample script) when someone subscribed to it.

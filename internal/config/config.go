@@ -337,7 +337,11 @@ func scalar(name, val string) *yaml.Node {
 	if IsSecret(name) && val != "" {
 		val = "<redacted>"
 	}
-	return &yaml.Node{Kind: yaml.ScalarNode, Value: Redact(val)}
+	n := &yaml.Node{Kind: yaml.ScalarNode, Value: Redact(val)}
+	if val == "" {
+		n.Style = yaml.DoubleQuotedStyle // "" reads back as empty, not as no value
+	}
+	return n
 }
 
 func contains(list []string, s string) bool {

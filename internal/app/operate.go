@@ -1,0 +1,447 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/pflag"
+
+	"github.com/sipasync/sipasync/admin"
+	"github.com/sipasync/sipasync/eventbus/evi"
+	"github.com/sipasync/sipasync/internal/config"
+	"github.com/sipasync/sipasync/metrics"
+	"github.com/sipasync/sipasync/sipproxy"
+	"github.com/sipasync/sipasync/transaction"
+)
+
+// OperateFlags are the operator's options: the admin listener (metrics and
+// control), the config file, and printing the effective configuration.
+type OperateFlags struct {
+	Admin       string // host:port of the admin listener; "" or "off": none
+	AdminToken  string // bearer token required on the admin listener
+	Config      string // YAML config file
+	PrintConfig bool
+}
+
+// EphemeralAdmin is the default --admin of the examples and of programs
+// built with Flags directly: loopback, a free port (logged at start-up), so
+// that many can run side by side. cmd/sipasync uses admin.DefaultAddr.
+const EphemeralAdmin = "127.0.0.1:0"
+
+// Register adds the operator flags; def is the default --admin.
+func (f *OperateFlags) Register(fs *pflag.FlagSet, def string) {
+	fs.StringVar(&f.Admin, "admin", def, `admin listener host:port: Prometheus /metrics and JSON-RPC control on /rpc ("" or off: none; a non-loopback address needs --admin-token)`)
+	fs.StringVar(&f.AdminToken, "admin-token", "", "bearer token the admin listener requires (Authorization: Bearer TOKEN); sipasync ctl sends it")
+	fs.StringVar(&f.Config, "config", "", "YAML config file: keys are flag names (log-level: debug) or nested by first word (async: {workers: 4})")
+	fs.BoolVar(&f.PrintConfig, "print-config", false, "print the effective configuration (flags > SIPASYNC_* env > --config file > defaults), secrets redacted, and exit")
+}
+
+func (f *OperateFlags) adminOn() bool { return f.Admin != "" && f.Admin != "off" }
+
+// Program describes a sipasync program for Run.
+type Program struct {
+	Name           string
+	Args           []string
+	Stdout, Stderr io.Writer
+	Environ        []string // os.Environ() form; SIPASYNC_* variables set flags
+	Extra          func(fs *pflag.FlagSet)
+	Setup          Setup
+	// Admin is the default --admin ("": EphemeralAdmin).
+	Admin string
+}
+
+var errHelp = errors.New("help")
+
+// flags builds the flag set, parses the command line and layers the
+// environment and the config file under it. For a reload it sees only the
+// common flags and skips unknown keys (the program's own were checked at
+// start-up).
+func (p *Program) flags(reload bool) (*Flags, *pflag.FlagSet, map[string]config.Source, error) {
+	fs := pflag.NewFlagSet(p.Name, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f := &Flags{adminDefault: p.Admin}
+	f.Register(fs)
+	if !reload && p.Extra != nil {
+		p.Extra(fs)
+	}
+	help := fs.BoolP("help", "h", false, "show this help")
+	if reload {
+		fs.ParseErrorsAllowlist.UnknownFlags = true
+	}
+	if err := fs.Parse(p.Args); err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v (see --help)", ErrUsage, err)
+	}
+	if *help {
+		fs.SetOutput(p.Stderr)
+		fmt.Fprintf(p.Stderr, "Usage of %s:\n", p.Name)
+		fs.PrintDefaults()
+		return nil, nil, nil, errHelp
+	}
+	if fs.NArg() > 0 && !reload {
+		return nil, nil, nil, fmt.Errorf("%w: unexpected argument %q (see --help)", ErrUsage, fs.Arg(0))
+	}
+	opts := config.Options{IgnoreUnknown: reload}
+	env, err := config.Environ(fs, p.Environ, opts)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if e, ok := env["config"]; ok && !fs.Changed("config") {
+		f.Operate.Config = e.Values[0]
+	}
+	file := config.Layer{}
+	if f.Operate.Config != "" {
+		if file, err = config.ReadFile(fs, f.Operate.Config, opts); err != nil {
+			return nil, nil, nil, fmt.Errorf("%w: %v", ErrUsage, err)
+		}
+	}
+	src, err := config.Apply(fs, env, file)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	return f, fs, src, nil
+}
+
+// Run runs a program: "ctl ..." calls a running one's control interface;
+// otherwise it layers flags, environment and config file, builds the App,
+// lets Setup register routes, starts it and serves signals until it stops:
+//
+//   - SIGINT, SIGTERM: stop — refuse new transactions (503 + Retry-After),
+//     let live and parked ones finish up to --shutdown-timeout, answer the
+//     rest 503, flush event transports, exit 0. A second one hurries: what is
+//     parked is answered at once.
+//   - SIGUSR2: lame duck — the same drain, announced as such, for a planned
+//     stop behind a load balancer or DNS SRV (clients see 503 + Retry-After
+//     and move on while parked calls complete).
+//   - SIGHUP: reload the log level and the --event subscriptions from the
+//     environment and the config file; log what changed and what needs a
+//     restart.
+//
+// It returns the exit status: 0 after a clean stop, 2 for a usage or
+// start-up error (one line on stderr), 1 for a failure while running.
+func Run(p Program) int {
+	if p.Stdout == nil {
+		p.Stdout = os.Stdout
+	}
+	if p.Stderr == nil {
+		p.Stderr = os.Stderr
+	}
+	if len(p.Args) > 0 && p.Args[0] == "ctl" {
+		return Ctl(p.Name+" ctl", p.Args[1:], p.Stdout, p.Stderr, p.Environ)
+	}
+	f, fs, src, err := p.flags(false)
+	if errors.Is(err, errHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(p.Stderr, "%s: %v\n", p.Name, strings.TrimPrefix(err.Error(), "usage: "))
+		return 2
+	}
+	if f.Operate.PrintConfig {
+		var b bytes.Buffer
+		if err := config.Print(&b, fs, src, "config", "print-config", "help"); err != nil {
+			fmt.Fprintf(p.Stderr, "%s: %v\n", p.Name, err)
+			return 1
+		}
+		_, _ = p.Stdout.Write(b.Bytes())
+		return 0
+	}
+	// sipgo's timers are process globals: set once, here. Timer I = 0 ends a
+	// confirmed INVITE server transaction at once instead of keeping it (and a
+	// goroutine per unread ACK) for 5 s; ACK retransmissions then reach the
+	// request route as stray ACKs, which it drops.
+	sip.Timer_I = 0
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR2, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := Build(ctx, f, p.Stderr, p.Setup)
+	if err != nil {
+		fmt.Fprintf(p.Stderr, "%s: %v\n", p.Name, strings.TrimPrefix(err.Error(), "usage: "))
+		return 2
+	}
+	a.program, a.flagSet = &p, fs
+	lame := false
+wait:
+	for s := range sigs {
+		switch s {
+		case syscall.SIGHUP:
+			_, _ = a.Reload()
+		case syscall.SIGUSR2:
+			lame = true
+			break wait
+		default:
+			break wait
+		}
+	}
+	cancel()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				if s == os.Interrupt || s == syscall.SIGTERM {
+					a.Hurry()
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	if lame {
+		return a.LameDuck()
+	}
+	return a.Shutdown()
+}
+
+// observe hooks the per-message metrics into the proxy configuration,
+// after the hooks already there.
+func (a *App) observe(cfg *sipproxy.Config) error {
+	a.Registry = prometheus.NewRegistry()
+	if err := a.Registry.Register(collectors.NewGoCollector()); err != nil {
+		return err
+	}
+	if err := a.Registry.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return err
+	}
+	tr, err := metrics.NewTraffic(a.Registry, cfg.Clock)
+	if err != nil {
+		return err
+	}
+	a.traffic = tr
+	cfg.OnRequest = tr.Request
+	cfg.Transactions.OnRespond = tr.Response
+	prev := cfg.Transactions.OnChange
+	cfg.Transactions.OnChange = func(tx *transaction.Tx, ev transaction.Event) {
+		if prev != nil {
+			prev(tx, ev)
+		}
+		tr.Transaction(tx, ev)
+	}
+	return nil
+}
+
+// collect registers the scrape-time collector over the built parts.
+func (a *App) collect() error {
+	src := metrics.Sources{
+		Proxy:        a.Proxy.Stats,
+		Transactions: a.Proxy.Transactions().Stats,
+		Async:        a.Async.Engine.Stats,
+		Wheel:        a.Async.Engine.Wheel().Stats,
+		Groups:       metrics.GroupsOf(a.Async.Groups),
+		Bus:          a.Bus.Stats,
+		Events:       a.Events.Stats,
+		Subscribers:  a.Events.Subscribers,
+		DeviceState:  a.DeviceState.Stats,
+		Draining:     a.Proxy.Draining,
+	}
+	c, err := metrics.Register(a.Registry, src)
+	if err != nil {
+		return err
+	}
+	a.Metrics = c
+	return nil
+}
+
+// serveAdmin starts the admin listener when --admin is on.
+func (a *App) serveAdmin() error {
+	a.RPC = admin.NewRPC()
+	if err := a.registerControl(a.RPC); err != nil {
+		return err
+	}
+	o := a.Flags.Operate
+	if !o.adminOn() {
+		return nil
+	}
+	s, err := admin.Listen(admin.Options{Addr: o.Admin, Token: o.AdminToken, Gatherer: a.Registry, RPC: a.RPC, Logger: a.Log})
+	if err != nil {
+		return fmt.Errorf("%w: --admin: %v", ErrUsage, err)
+	}
+	a.admin = s
+	return nil
+}
+
+// AdminAddr returns the admin listener's address ("" when off).
+func (a *App) AdminAddr() string {
+	if a.admin == nil {
+		return ""
+	}
+	return a.admin.Addr()
+}
+
+func (a *App) closeAdmin() {
+	if a.admin == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = a.admin.Shutdown(ctx)
+}
+
+// subscribeEvents subscribes the --event values and remembers each
+// subscriber by its value, for reloads.
+func (a *App) subscribeEvents(values []string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.eventSubs == nil {
+		a.eventSubs = map[string]*evi.Subscriber{}
+	}
+	for _, v := range values {
+		if _, ok := a.eventSubs[v]; ok {
+			continue
+		}
+		sub, err := a.subscribeOne(v)
+		if err != nil {
+			return err
+		}
+		a.eventSubs[v] = sub
+	}
+	return nil
+}
+
+func (a *App) subscribeOne(v string) (*evi.Subscriber, error) {
+	name, _, err := evi.ParseEventFlag(v)
+	if err != nil {
+		return nil, err
+	}
+	_, sock, _ := strings.Cut(v, "=")
+	sub, err := a.Events.SubscribeEvent(name, sock)
+	if err != nil {
+		return nil, fmt.Errorf("evi: --event %s: %w", name, err)
+	}
+	return sub, nil
+}
+
+// ReloadReport says what a reload changed.
+type ReloadReport struct {
+	Reloaded    []string `json:"reloaded"`     // what changed, e.g. "log-level: info -> debug"
+	NotReloaded []string `json:"not_reloaded"` // flags whose new value needs a restart
+	Errors      []string `json:"errors"`       // changes that failed (the old value stays)
+}
+
+// Reload reads the environment and the config file again and applies what
+// can change safely: --log-level and the --event subscriptions (added ones
+// subscribed, removed ones unsubscribed after sending what they hold).
+// Other changes are reported as needing a restart. Command-line flags still
+// win. A config file that no longer parses is an error and changes nothing.
+func (a *App) Reload() (ReloadReport, error) {
+	rep := ReloadReport{Reloaded: []string{}, NotReloaded: []string{}, Errors: []string{}}
+	if a.program == nil || a.flagSet == nil {
+		return rep, errors.New("reload: this program was not started by app.Run")
+	}
+	_, fs, _, err := a.program.flags(true)
+	if err != nil {
+		err = fmt.Errorf("reload: %s", strings.TrimPrefix(err.Error(), "usage: "))
+		a.Log.Error("reload failed: nothing changed", "error", err)
+		return rep, err
+	}
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	fs.VisitAll(func(nf *pflag.Flag) {
+		of := a.flagSet.Lookup(nf.Name)
+		if of == nil || of.Value.String() == nf.Value.String() {
+			return
+		}
+		switch nf.Name {
+		case "log-level":
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(nf.Value.String())); err != nil {
+				rep.Errors = append(rep.Errors, fmt.Sprintf("log-level %q: want debug, info, warn or error", nf.Value.String()))
+				return
+			}
+			a.level.Set(lvl)
+			rep.Reloaded = append(rep.Reloaded, fmt.Sprintf("log-level: %s -> %s", of.Value.String(), nf.Value.String()))
+			_ = of.Value.Set(nf.Value.String())
+		case "event":
+			vals := nf.Value.(pflag.SliceValue).GetSlice()
+			done, errs := a.syncEvents(vals)
+			rep.Reloaded = append(rep.Reloaded, done...)
+			rep.Errors = append(rep.Errors, errs...)
+			kept := a.eventValues()
+			_ = of.Value.(pflag.SliceValue).Replace(kept)
+		default:
+			rep.NotReloaded = append(rep.NotReloaded, nf.Name)
+		}
+	})
+	a.Log.Info("reloaded", "changed", rep.Reloaded, "not_reloaded", rep.NotReloaded, "errors", rep.Errors)
+	if len(rep.NotReloaded) > 0 {
+		a.Log.Warn("reload: these changes need a restart", "flags", rep.NotReloaded)
+	}
+	return rep, nil
+}
+
+// syncEvents makes the subscriptions those of values.
+func (a *App) syncEvents(values []string) (done, errs []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for v, sub := range a.eventSubs {
+		if !slices.Contains(values, v) {
+			sub.Unsubscribe()
+			delete(a.eventSubs, v)
+			done = append(done, "event -"+config.Redact(v))
+		}
+	}
+	for _, v := range values {
+		if _, ok := a.eventSubs[v]; ok {
+			continue
+		}
+		sub, err := a.subscribeOne(v)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		a.eventSubs[v] = sub
+		done = append(done, "event +"+config.Redact(v))
+	}
+	slices.Sort(done)
+	return done, errs
+}
+
+func (a *App) eventValues() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]string, 0, len(a.eventSubs))
+	for v := range a.eventSubs {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// LameDuck drains for a planned stop: new transactions are answered 503
+// with Retry-After at once, parked ones resume on their own schedule (or are
+// answered 503 at --shutdown-timeout), event transports are flushed, and it
+// returns 0 as Shutdown does.
+func (a *App) LameDuck() int {
+	a.Proxy.Drain()
+	ts := a.Proxy.Transactions().Stats()
+	a.Log.Info("lame duck: refusing new transactions, draining", "live", ts.Live, "parked", ts.Parked,
+		"timeout", a.Flags.ShutdownTimeout.String())
+	return a.Shutdown()
+}
+
+// Hurry ends the wait of a Shutdown in progress: what is still parked is
+// answered now.
+func (a *App) Hurry() {
+	a.mu.Lock()
+	h := a.hurry
+	a.mu.Unlock()
+	if h != nil {
+		a.Log.Info("second stop signal: answering what is parked now")
+		h()
+	}
+}
