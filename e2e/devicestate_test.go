@@ -94,7 +94,9 @@ func hangup(call *devicestatetest.Call, caller, callee *devicestatetest.UA) {
 // Issue 9, item 5: three sipasync processes on NATS. alice registers on A;
 // bob calls her through B (B relays to her contact, it has no binding of
 // her); C, which takes part in neither, reads her RINGING, then INUSE, then
-// NOT_INUSE after the BYE. Then B is killed in the middle of a second call:
+// NOT_INUSE after the BYE. With two calls on her (one answered, one ringing)
+// C reads RINGINUSE, and INUSE once the second is rejected. Then B is killed
+// in the middle of the answered call:
 // within the expiry C reads alice NOT_INUSE (A's view) and bob, whom only B
 // knew, UNAVAILABLE — not a stale INUSE.
 func TestDeviceStateThreeNodes(t *testing.T) {
@@ -124,11 +126,18 @@ func TestDeviceStateThreeNodes(t *testing.T) {
 	waitState(t, probe, c, "alice", "NOT_INUSE", 5*time.Second)
 	waitState(t, probe, c, "bob", "UNKNOWN", 5*time.Second) // B withdrew its view of bob
 
-	// a second call, and B dies in it
+	// two calls on one device: one answered, a second one ringing
+	// (call waiting), then rejected; B dies in the first
 	call = bob.Invite(b.addr, alice.URI(), "sip:alice@127.0.0.1")
 	answer(ringing(alice), call, alice)
 	waitState(t, probe, c, "alice", "INUSE", 5*time.Second)
 	waitState(t, probe, c, "bob", "INUSE", 5*time.Second)
+	bob.Invite(b.addr, alice.URI(), "sip:alice@127.0.0.1")
+	in = ringing(alice)
+	waitState(t, probe, c, "alice", "RINGINUSE", 5*time.Second)
+	in.Reply(486, "Busy Here")
+	bob.ExpectStatus(486, "INVITE")
+	waitState(t, probe, c, "alice", "INUSE", 5*time.Second)
 	killed := b.kill(t)
 	took := waitState(t, probe, c, "alice", "NOT_INUSE", devExpiry+3*time.Second)
 	waitState(t, probe, c, "bob", "UNAVAILABLE", time.Second)
