@@ -13,9 +13,9 @@ import (
 // devExpiry is the --devstate-expiry of the cluster tests' nodes.
 const devExpiry = 2 * time.Second
 
-// natsBucket returns the shared NATS server's URL and a bucket of the
+// dsBucket returns the shared NATS server's URL and a bucket of the
 // test's own, deleted at the end.
-func natsBucket(t *testing.T) (string, string) {
+func dsBucket(t *testing.T) (string, string) {
 	t.Helper()
 	url := devicestatetest.RequireNATS(t)
 	bucket := devicestatetest.Bucket(t)
@@ -23,18 +23,18 @@ func natsBucket(t *testing.T) (string, string) {
 	return url, bucket
 }
 
-// devNode starts testproxy --mode devstate as node id of the cluster at url:
+// dsNode starts testproxy --mode devstate as node id of the cluster at url:
 // the default registrar + proxy, OPTIONS answered with the device state.
-func devNode(t *testing.T, id, url, bucket string, extra ...string) *proxy {
+func dsNode(t *testing.T, id, url, bucket string, extra ...string) *proxy {
 	t.Helper()
 	args := []string{"--mode", "devstate", "--cluster", url, "--node-id", id, "--shutdown-timeout", "2s",
 		"--devstate-bucket", bucket, "--devstate-expiry", devExpiry.String()}
 	return startProxy(t, "testproxy", append(args, extra...)...)
 }
 
-// kill stops the node with SIGKILL, as a crash: no last writes, no
+// sigkill stops the node with SIGKILL, as a crash: no last writes, no
 // heartbeat removed.
-func (p *proxy) kill(t *testing.T) time.Time {
+func (p *proxy) sigkill(t *testing.T) time.Time {
 	t.Helper()
 	if err := p.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -43,9 +43,9 @@ func (p *proxy) kill(t *testing.T) time.Time {
 	return time.Now()
 }
 
-// waitState asks node p (OPTIONS from ua) for user's state until it reads
+// dsWaitState asks node p (OPTIONS from ua) for user's state until it reads
 // want, and returns how long that took; it fails after within.
-func waitState(t *testing.T, ua *devicestatetest.UA, p *proxy, user, want string, within time.Duration) time.Duration {
+func dsWaitState(t *testing.T, ua *devicestatetest.UA, p *proxy, user, want string, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -61,8 +61,8 @@ func waitState(t *testing.T, ua *devicestatetest.UA, p *proxy, user, want string
 	}
 }
 
-// views returns user's per-node views as node p reports them.
-func views(t *testing.T, ua *devicestatetest.UA, p *proxy, user string) string {
+// dsViews returns user's per-node views as node p reports them.
+func dsViews(t *testing.T, ua *devicestatetest.UA, p *proxy, user string) string {
 	t.Helper()
 	if h := ua.Options(p.addr, user).GetHeader("X-Device-Views"); h != nil {
 		return h.Value()
@@ -70,22 +70,22 @@ func views(t *testing.T, ua *devicestatetest.UA, p *proxy, user string) string {
 	return ""
 }
 
-// ringing takes the INVITE waiting at callee and answers 180.
-func ringing(callee *devicestatetest.UA) *devicestatetest.Incoming {
+// dsRinging takes the INVITE waiting at callee and answers 180.
+func dsRinging(callee *devicestatetest.UA) *devicestatetest.Incoming {
 	in := callee.ExpectRequest("INVITE")
 	in.Reply(180, "Ringing")
 	return in
 }
 
-// answer answers 200 and waits for the caller's ACK through the proxy.
-func answer(in *devicestatetest.Incoming, call *devicestatetest.Call, callee *devicestatetest.UA) {
+// dsAnswer answers 200 and waits for the caller's ACK through the proxy.
+func dsAnswer(in *devicestatetest.Incoming, call *devicestatetest.Call, callee *devicestatetest.UA) {
 	in.Reply(200, "OK")
 	call.Answered()
 	callee.ExpectRequest("ACK")
 }
 
-// hangup: the caller sends BYE, the callee answers it.
-func hangup(call *devicestatetest.Call, caller, callee *devicestatetest.UA) {
+// dsHangup: the caller sends BYE, the callee answers it.
+func dsHangup(call *devicestatetest.Call, caller, callee *devicestatetest.UA) {
 	call.Bye()
 	callee.ExpectRequest("BYE").Reply(200, "OK")
 	caller.ExpectStatus(200, "BYE")
@@ -100,48 +100,48 @@ func hangup(call *devicestatetest.Call, caller, callee *devicestatetest.UA) {
 // within the expiry C reads alice NOT_INUSE (A's view) and bob, whom only B
 // knew, UNAVAILABLE — not a stale INUSE.
 func TestDeviceStateThreeNodes(t *testing.T) {
-	url, bucket := natsBucket(t)
-	a := devNode(t, "a", url, bucket)
-	b := devNode(t, "b", url, bucket)
-	c := devNode(t, "c", url, bucket)
+	url, bucket := dsBucket(t)
+	a := dsNode(t, "a", url, bucket)
+	b := dsNode(t, "b", url, bucket)
+	c := dsNode(t, "c", url, bucket)
 	alice := devicestatetest.NewUA(t, "alice")
 	bob := devicestatetest.NewUA(t, "bob")
 	probe := devicestatetest.NewUA(t, "probe")
 
 	alice.Register(a.addr, 3600)
-	waitState(t, probe, c, "alice", "NOT_INUSE", 10*time.Second)
-	waitState(t, probe, b, "alice", "NOT_INUSE", 5*time.Second)
+	dsWaitState(t, probe, c, "alice", "NOT_INUSE", 10*time.Second)
+	dsWaitState(t, probe, b, "alice", "NOT_INUSE", 5*time.Second)
 
 	call := bob.Invite(b.addr, alice.URI(), "sip:alice@127.0.0.1")
-	in := ringing(alice)
-	waitState(t, probe, c, "alice", "RINGING", 5*time.Second)
-	waitState(t, probe, c, "bob", "INUSE", 5*time.Second)
-	answer(in, call, alice)
-	waitState(t, probe, c, "alice", "INUSE", 5*time.Second)
-	waitState(t, probe, a, "alice", "INUSE", 5*time.Second) // the registrar node sees B's call too
-	if v := views(t, probe, c, "alice"); v != "a=NOT_INUSE,b=INUSE" {
+	in := dsRinging(alice)
+	dsWaitState(t, probe, c, "alice", "RINGING", 5*time.Second)
+	dsWaitState(t, probe, c, "bob", "INUSE", 5*time.Second)
+	dsAnswer(in, call, alice)
+	dsWaitState(t, probe, c, "alice", "INUSE", 5*time.Second)
+	dsWaitState(t, probe, a, "alice", "INUSE", 5*time.Second) // the registrar node sees B's call too
+	if v := dsViews(t, probe, c, "alice"); v != "a=NOT_INUSE,b=INUSE" {
 		t.Fatalf("C's views of alice: %q", v)
 	}
-	hangup(call, bob, alice)
-	waitState(t, probe, c, "alice", "NOT_INUSE", 5*time.Second)
-	waitState(t, probe, c, "bob", "UNKNOWN", 5*time.Second) // B withdrew its view of bob
+	dsHangup(call, bob, alice)
+	dsWaitState(t, probe, c, "alice", "NOT_INUSE", 5*time.Second)
+	dsWaitState(t, probe, c, "bob", "UNKNOWN", 5*time.Second) // B withdrew its view of bob
 
 	// two calls on one device: one answered, a second one ringing
 	// (call waiting), then rejected; B dies in the first
 	call = bob.Invite(b.addr, alice.URI(), "sip:alice@127.0.0.1")
-	answer(ringing(alice), call, alice)
-	waitState(t, probe, c, "alice", "INUSE", 5*time.Second)
-	waitState(t, probe, c, "bob", "INUSE", 5*time.Second)
+	dsAnswer(dsRinging(alice), call, alice)
+	dsWaitState(t, probe, c, "alice", "INUSE", 5*time.Second)
+	dsWaitState(t, probe, c, "bob", "INUSE", 5*time.Second)
 	bob.Invite(b.addr, alice.URI(), "sip:alice@127.0.0.1")
-	in = ringing(alice)
-	waitState(t, probe, c, "alice", "RINGINUSE", 5*time.Second)
+	in = dsRinging(alice)
+	dsWaitState(t, probe, c, "alice", "RINGINUSE", 5*time.Second)
 	in.Reply(486, "Busy Here")
 	bob.ExpectStatus(486, "INVITE")
-	waitState(t, probe, c, "alice", "INUSE", 5*time.Second)
-	killed := b.kill(t)
-	took := waitState(t, probe, c, "alice", "NOT_INUSE", devExpiry+3*time.Second)
-	waitState(t, probe, c, "bob", "UNAVAILABLE", time.Second)
-	waitState(t, probe, a, "bob", "UNAVAILABLE", time.Second)
+	dsWaitState(t, probe, c, "alice", "INUSE", 5*time.Second)
+	killed := b.sigkill(t)
+	took := dsWaitState(t, probe, c, "alice", "NOT_INUSE", devExpiry+3*time.Second)
+	dsWaitState(t, probe, c, "bob", "UNAVAILABLE", time.Second)
+	dsWaitState(t, probe, a, "bob", "UNAVAILABLE", time.Second)
 	took = time.Since(killed)
 	t.Logf("B killed: C read alice NOT_INUSE %s later (expiry %s)", took.Round(time.Millisecond), devExpiry)
 	// B heartbeats every expiry/3 and C judges every expiry/10: B's views
@@ -149,7 +149,7 @@ func TestDeviceStateThreeNodes(t *testing.T) {
 	if took < devExpiry/2 || took > devExpiry+time.Second {
 		t.Fatalf("B's views expired %s after the kill, want about %s", took, devExpiry)
 	}
-	if v := views(t, probe, c, "alice"); v != "a=NOT_INUSE,b=INUSE(gone)" {
+	if v := dsViews(t, probe, c, "alice"); v != "a=NOT_INUSE,b=INUSE(gone)" {
 		t.Fatalf("C's views of alice after B died: %q", v)
 	}
 	if c.count("node gone") == 0 || !strings.Contains(c.Logs(), "peer=b") {
@@ -167,29 +167,29 @@ func TestDeviceStateWAN(t *testing.T) {
 	hub := devicestatetest.StartServer(t, devicestatetest.ServerOptions{Name: "hub", Domain: "hub", Hub: true})
 	leaf := devicestatetest.StartServer(t, devicestatetest.ServerOptions{Name: "leaf", Domain: "leaf", LeafOf: hub})
 	bucket := devicestatetest.Bucket(t)
-	hq := devNode(t, "hq", hub.URL, bucket, "--cluster-domain", "hub")
-	branch := devNode(t, "branch", leaf.URL, bucket, "--cluster-domain", "hub")
+	hq := dsNode(t, "hq", hub.URL, bucket, "--cluster-domain", "hub")
+	branch := dsNode(t, "branch", leaf.URL, bucket, "--cluster-domain", "hub")
 	alice := devicestatetest.NewUA(t, "alice")
 	bob := devicestatetest.NewUA(t, "bob")
 	probe := devicestatetest.NewUA(t, "probe")
 
 	alice.Register(branch.addr, 3600)
-	waitState(t, probe, hq, "alice", "NOT_INUSE", 15*time.Second) // the leaf connection may take a moment
+	dsWaitState(t, probe, hq, "alice", "NOT_INUSE", 15*time.Second) // the leaf connection may take a moment
 	call := bob.Invite(hq.addr, alice.URI(), "sip:alice@127.0.0.1")
-	in := ringing(alice)
-	waitState(t, probe, branch, "alice", "RINGING", 5*time.Second)
-	answer(in, call, alice)
-	waitState(t, probe, branch, "alice", "INUSE", 5*time.Second)
-	waitState(t, probe, branch, "bob", "INUSE", 5*time.Second)
-	if v := views(t, probe, branch, "alice"); v != "branch=NOT_INUSE,hq=INUSE" {
+	in := dsRinging(alice)
+	dsWaitState(t, probe, branch, "alice", "RINGING", 5*time.Second)
+	dsAnswer(in, call, alice)
+	dsWaitState(t, probe, branch, "alice", "INUSE", 5*time.Second)
+	dsWaitState(t, probe, branch, "bob", "INUSE", 5*time.Second)
+	if v := dsViews(t, probe, branch, "alice"); v != "branch=NOT_INUSE,hq=INUSE" {
 		t.Fatalf("branch's views of alice: %q", v)
 	}
-	hangup(call, bob, alice)
-	waitState(t, probe, branch, "alice", "NOT_INUSE", 5*time.Second)
-	waitState(t, probe, hq, "alice", "NOT_INUSE", 5*time.Second)
+	dsHangup(call, bob, alice)
+	dsWaitState(t, probe, branch, "alice", "NOT_INUSE", 5*time.Second)
+	dsWaitState(t, probe, hq, "alice", "NOT_INUSE", 5*time.Second)
 
-	killed := branch.kill(t)
-	waitState(t, probe, hq, "alice", "UNAVAILABLE", devExpiry+3*time.Second)
+	killed := branch.sigkill(t)
+	dsWaitState(t, probe, hq, "alice", "UNAVAILABLE", devExpiry+3*time.Second)
 	took := time.Since(killed)
 	t.Logf("branch killed: hq read alice UNAVAILABLE %s later (expiry %s)", took.Round(time.Millisecond), devExpiry)
 	if took < devExpiry/2 || took > devExpiry+time.Second {
@@ -197,8 +197,8 @@ func TestDeviceStateWAN(t *testing.T) {
 	}
 }
 
-// waitLog waits until p has logged s at least n times.
-func waitLog(t *testing.T, p *proxy, s string, n int, within time.Duration) {
+// dsWaitLog waits until p has logged s at least n times.
+func dsWaitLog(t *testing.T, p *proxy, s string, n int, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for p.count(s) < n {
@@ -209,8 +209,8 @@ func waitLog(t *testing.T, p *proxy, s string, n int, within time.Duration) {
 	}
 }
 
-// register registers user at p with its contact on port.
-func register(t *testing.T, p *proxy, user string, port int) {
+// dsRegister registers user at p with its contact on port.
+func dsRegister(t *testing.T, p *proxy, user string, port int) {
 	t.Helper()
 	res := run(t, p, sipptest.Options{Scenario: scenario("register.xml"), Service: user, MaxCalls: 1,
 		Keys: map[string]string{"contact_port": strconv.Itoa(port)}})
@@ -224,24 +224,24 @@ func register(t *testing.T, p *proxy, user string, port int) {
 // the queue answers 486 Busy Here; once alice's call ends she gets the next
 // queue call.
 func TestQueueExample(t *testing.T) {
-	url, bucket := natsBucket(t)
+	url, bucket := dsBucket(t)
 	cl := []string{"--cluster", url, "--devstate-bucket", bucket, "--devstate-expiry", devExpiry.String(),
 		"--shutdown-timeout", "2s"}
 	q := startProxy(t, "queue", append([]string{"--agents", "alice,bob", "--node-id", "q1"}, cl...)...)
 	b := startProxy(t, "sipasync", append([]string{"--node-id", "b"}, cl...)...)
 	aliceUAS := sipptest.StartT(t, sipptest.Options{Scenario: scenario("uas_call.xml"), Timeout: 90 * time.Second})
 	bobUAS := sipptest.StartT(t, sipptest.Options{Scenario: scenario("uas_call.xml"), Timeout: 90 * time.Second})
-	register(t, q, "alice", aliceUAS.Port())
-	register(t, b, "alice", aliceUAS.Port())
-	register(t, q, "bob", bobUAS.Port())
-	waitLog(t, q, `device=alice state=NOT_INUSE old=INVALID views="q1=NOT_INUSE"`, 1, 5*time.Second)
-	waitLog(t, q, `device=alice state=NOT_INUSE old=NOT_INUSE views="b=NOT_INUSE,q1=NOT_INUSE"`, 1, 10*time.Second)
-	waitLog(t, q, `device=bob state=NOT_INUSE`, 1, 5*time.Second)
+	dsRegister(t, q, "alice", aliceUAS.Port())
+	dsRegister(t, b, "alice", aliceUAS.Port())
+	dsRegister(t, q, "bob", bobUAS.Port())
+	dsWaitLog(t, q, `device=alice state=NOT_INUSE old=INVALID views="q1=NOT_INUSE"`, 1, 5*time.Second)
+	dsWaitLog(t, q, `device=alice state=NOT_INUSE old=NOT_INUSE views="b=NOT_INUSE,q1=NOT_INUSE"`, 1, 10*time.Second)
+	dsWaitLog(t, q, `device=bob state=NOT_INUSE`, 1, 5*time.Second)
 
 	// alice takes a 6 s call through node b
 	long := sipptest.StartT(t, sipptest.Options{Scenario: scenario("uac_call.xml"), Target: b.addr, Service: "alice",
 		MaxCalls: 1, Pause: 6 * time.Second, Timeout: 30 * time.Second})
-	waitLog(t, q, `device=alice state=INUSE old=RINGING views="b=INUSE,q1=NOT_INUSE"`, 1, 5*time.Second)
+	dsWaitLog(t, q, `device=alice state=INUSE old=RINGING views="b=INUSE,q1=NOT_INUSE"`, 1, 5*time.Second)
 
 	// a queue call: alice is busy on b, so bob gets it
 	res := run(t, q, sipptest.Options{Scenario: scenario("uac_call.xml"), Service: "queue", MaxCalls: 1})
@@ -254,23 +254,23 @@ func TestQueueExample(t *testing.T) {
 	}
 
 	// bob takes a 6 s call through q: nobody is free
-	waitLog(t, q, `device=bob state=NOT_INUSE old=INUSE`, 1, 5*time.Second)
+	dsWaitLog(t, q, `device=bob state=NOT_INUSE old=INUSE`, 1, 5*time.Second)
 	bobLong := sipptest.StartT(t, sipptest.Options{Scenario: scenario("uac_call.xml"), Target: q.addr, Service: "bob",
 		MaxCalls: 1, Pause: 6 * time.Second, Timeout: 30 * time.Second})
-	waitLog(t, q, `device=bob state=INUSE old=RINGING`, 2, 5*time.Second)
+	dsWaitLog(t, q, `device=bob state=INUSE old=RINGING`, 2, 5*time.Second)
 	res = run(t, q, sipptest.Options{Scenario: scenario("uac_expect.xml"), Service: "queue", MaxCalls: 1,
 		Keys: map[string]string{"code": "486"}})
 	sipptest.RequireSuccess(t, res, 1)
-	waitLog(t, q, `"queue: no agent free"`, 1, time.Second)
+	dsWaitLog(t, q, `"queue: no agent free"`, 1, time.Second)
 
 	// alice's call through b ends: she is free everywhere and gets the next call
 	if r, err := long.Wait(); err != nil || r.Successful != 1 {
 		t.Fatalf("alice's call through b: %v %+v", err, r)
 	}
-	waitLog(t, q, `device=alice state=NOT_INUSE old=INUSE`, 1, 5*time.Second)
+	dsWaitLog(t, q, `device=alice state=NOT_INUSE old=INUSE`, 1, 5*time.Second)
 	res = run(t, q, sipptest.Options{Scenario: scenario("uac_call.xml"), Service: "queue", MaxCalls: 1})
 	sipptest.RequireSuccess(t, res, 1)
-	waitLog(t, q, `queue=queue agent=alice`, 1, time.Second)
+	dsWaitLog(t, q, `queue=queue agent=alice`, 1, time.Second)
 	if r, err := bobLong.Wait(); err != nil || r.Successful != 1 {
 		t.Fatalf("bob's call: %v %+v", err, r)
 	}
