@@ -281,3 +281,44 @@ func TestQueueExample(t *testing.T) {
 		t.Fatalf("alice's phone took %d calls, bob's %d; want 2 each", ra.Successful, rb.Successful)
 	}
 }
+
+// Bad device state and queue flags: exit 2 with one line naming the flag.
+func TestDeviceStateBadFlagsExitTwo(t *testing.T) {
+	cases := []struct {
+		program string
+		args    []string
+		want    string
+	}{
+		{"sipasync", []string{"--cluster", "http://127.0.0.1:4222"}, "--cluster"},
+		{"sipasync", []string{"--cluster", "nats://127.0.0.1:4222", "--node-id", "a b"}, "node id"},
+		{"sipasync", []string{"--cluster", "nats://127.0.0.1:4222", "--devstate-expiry", "10ms"}, "--devstate-expiry"},
+		{"sipasync", []string{"--devstate-busy-at", "-1"}, "--devstate-busy-at"},
+		{"queue", nil, "--agents"},
+		{"queue", []string{"--agents", "alice,alice"}, "listed twice"},
+		{"queue", []string{"--agents", "alice,queue"}, "the queue itself"},
+	}
+	for _, c := range cases {
+		out, code := runExit(t, c.program, c.args...)
+		if code != 2 || !strings.Contains(out, c.want) {
+			t.Errorf("%s %v: exit %d, output %q; want 2 and %q", c.program, c.args, code, out, c.want)
+			continue
+		}
+		if lines := strings.Count(strings.TrimSpace(out), "\n") + 1; lines != 1 {
+			t.Errorf("%s %v: want one line, got %q", c.program, c.args, out)
+		}
+	}
+}
+
+// A node whose NATS server is unreachable starts anyway and works on its own
+// state (in-process), counting the failure, until NATS comes.
+func TestDeviceStateWithoutNATSWorksLocally(t *testing.T) {
+	port := sipptest.FreeTCPPort(t) // nothing listens there
+	p := dsNode(t, "lonely", "nats://127.0.0.1:"+strconv.Itoa(port), devicestatetest.Bucket(t))
+	alice := devicestatetest.NewUA(t, "alice")
+	probe := devicestatetest.NewUA(t, "probe")
+	alice.Register(p.addr, 3600)
+	dsWaitState(t, probe, p, "alice", "NOT_INUSE", time.Second)
+	if v := dsViews(t, probe, p, "alice"); v != "lonely=NOT_INUSE" {
+		t.Fatalf("views %q", v)
+	}
+}
