@@ -173,10 +173,16 @@ func (a *App) rpcAsyncResume(_ context.Context, p json.RawMessage) (any, error) 
 	if in.Value != "" {
 		v = string(in.Value)
 	}
+	callID := ""
+	if tx, err := a.Proxy.Transactions().Get(tok); err == nil {
+		if cid := tx.Request().CallID(); cid != nil {
+			callID = cid.Value()
+		}
+	}
 	if err := a.Async.Engine.Resume(tok, v); err != nil {
 		return nil, fmt.Errorf("async.resume %s: %w", tok, err)
 	}
-	a.Log.Info("resumed by control", "token", tok.String())
+	a.Log.Info("resumed by control", "call_id", callID, "tx", tok.String())
 	return map[string]any{"resumed": tok.String()}, nil
 }
 
@@ -210,11 +216,11 @@ func (a *App) rpcAsyncCancel(_ context.Context, p json.RawMessage) (any, error) 
 	if !a.Proxy.Transactions().Abort(tok, in.Code, in.Reason, hdrs...) {
 		return nil, fmt.Errorf("async.cancel %s: %w", tok, transaction.ErrNotSuspended)
 	}
-	attrs := []any{"token", tok.String(), "code", in.Code}
+	callID := ""
 	if cid := tx.Request().CallID(); cid != nil {
-		attrs = append(attrs, "call_id", cid.Value())
+		callID = cid.Value()
 	}
-	a.Log.Info("parked transaction answered by control", attrs...)
+	a.Log.Info("parked transaction answered by control", "call_id", callID, "tx", tok.String(), "code", in.Code)
 	return map[string]any{"canceled": tok.String(), "code": in.Code}, nil
 }
 

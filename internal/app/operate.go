@@ -66,10 +66,12 @@ type Program struct {
 var errHelp = errors.New("help")
 
 // flags builds the flag set, parses the command line and layers the
-// environment and the config file under it. For a reload it sees only the
-// common flags and skips unknown keys (the program's own were checked at
-// start-up).
-func (p *Program) flags(reload bool) (*Flags, *pflag.FlagSet, map[string]config.Source, error) {
+// environment and the config file under it. For a reload, running is the
+// flag set in use: the program's own flags are shadowed (parsed as plain
+// strings, never bound to the running program's variables), so that a key
+// that is neither common nor the program's is still an error.
+func (p *Program) flags(running *pflag.FlagSet) (*Flags, *pflag.FlagSet, map[string]config.Source, error) {
+	reload := running != nil
 	fs := pflag.NewFlagSet(p.Name, pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	f := &Flags{adminDefault: p.Admin}
@@ -77,23 +79,30 @@ func (p *Program) flags(reload bool) (*Flags, *pflag.FlagSet, map[string]config.
 	if !reload && p.Extra != nil {
 		p.Extra(fs)
 	}
-	help := fs.BoolP("help", "h", false, "show this help")
 	if reload {
-		fs.ParseErrorsAllowlist.UnknownFlags = true
+		running.VisitAll(func(rf *pflag.Flag) {
+			if fs.Lookup(rf.Name) == nil {
+				fs.AddFlag(shadowFlag(rf))
+			}
+		})
+	}
+	var help *bool
+	if fs.Lookup("help") == nil {
+		help = fs.BoolP("help", "h", false, "show this help")
 	}
 	if err := fs.Parse(p.Args); err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: %v (see --help)", ErrUsage, err)
 	}
-	if *help {
+	if help != nil && *help {
 		fs.SetOutput(p.Stderr)
 		fmt.Fprintf(p.Stderr, "Usage of %s:\n", p.Name)
 		fs.PrintDefaults()
 		return nil, nil, nil, errHelp
 	}
-	if fs.NArg() > 0 && !reload {
+	if fs.NArg() > 0 {
 		return nil, nil, nil, fmt.Errorf("%w: unexpected argument %q (see --help)", ErrUsage, fs.Arg(0))
 	}
-	opts := config.Options{IgnoreUnknown: reload}
+	opts := config.Options{}
 	env, err := config.Environ(fs, p.Environ, opts)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: %v", ErrUsage, err)
@@ -141,7 +150,7 @@ func Run(p Program) int {
 	if len(p.Args) > 0 && p.Args[0] == "ctl" {
 		return Ctl(p.Name+" ctl", p.Args[1:], p.Stdout, p.Stderr, p.Environ)
 	}
-	f, fs, src, err := p.flags(false)
+	f, fs, src, err := p.flags(nil)
 	if errors.Is(err, errHelp) {
 		return 0
 	}
@@ -343,7 +352,7 @@ func (a *App) Reload() (ReloadReport, error) {
 	if a.program == nil || a.flagSet == nil {
 		return rep, errors.New("reload: this program was not started by app.Run")
 	}
-	_, fs, _, err := a.program.flags(true)
+	_, fs, _, err := a.program.flags(a.flagSet)
 	if err != nil {
 		err = fmt.Errorf("reload: %s", strings.TrimPrefix(err.Error(), "usage: "))
 		a.Log.Error("reload failed: nothing changed", "error", err)
@@ -445,3 +454,47 @@ func (a *App) Hurry() {
 		h()
 	}
 }
+
+// shadowFlag is a stand-in for a program's own flag during a reload: it
+// takes any value as a string, so the running program's variable is left
+// alone; a change shows as "needs a restart".
+func shadowFlag(f *pflag.Flag) *pflag.Flag {
+	var v pflag.Value = &shadowValue{typ: f.Value.Type(), val: f.DefValue}
+	if _, ok := f.Value.(pflag.SliceValue); ok {
+		sv := &shadowSlice{typ: f.Value.Type()}
+		if def := strings.Trim(f.DefValue, "[]"); def != "" {
+			sv.vals = strings.Split(def, ",")
+		}
+		v = sv
+	}
+	return &pflag.Flag{Name: f.Name, Shorthand: f.Shorthand, Usage: f.Usage, Value: v, DefValue: f.DefValue,
+		NoOptDefVal: f.NoOptDefVal}
+}
+
+type shadowValue struct{ typ, val string }
+
+func (v *shadowValue) String() string     { return v.val }
+func (v *shadowValue) Set(s string) error { v.val = s; return nil }
+func (v *shadowValue) Type() string       { return v.typ }
+
+type shadowSlice struct {
+	typ     string
+	changed bool
+	vals    []string
+}
+
+func (v *shadowSlice) String() string { return "[" + strings.Join(v.vals, ",") + "]" }
+func (v *shadowSlice) Type() string   { return v.typ }
+func (v *shadowSlice) Set(s string) error {
+	if !v.changed {
+		v.vals = nil
+	}
+	v.vals, v.changed = append(v.vals, s), true
+	return nil
+}
+func (v *shadowSlice) Append(s string) error { v.vals = append(v.vals, s); return nil }
+func (v *shadowSlice) Replace(s []string) error {
+	v.vals, v.changed = slices.Clone(s), true
+	return nil
+}
+func (v *shadowSlice) GetSlice() []string { return slices.Clone(v.vals) }
