@@ -38,9 +38,15 @@ func setup(a *app.App, rf *rabbitmq.Flags) error {
 		return err
 	}
 	opts.Logger = a.Log
-	if err := rabbitmq.Register(a.Events, opts); err != nil {
+	f, err := rabbitmq.NewFactory(opts)
+	if err != nil {
 		return err
 	}
+	if err := f.Register(a.Events); err != nil {
+		return err
+	}
+	// published/confirmed/dropped/reconnects per socket on /metrics
+	a.Metrics.AddTransports(f.Stats)
 	return a.Routes.Request(a.Proxy.DefaultRoute(sipproxy.DefaultOptions{
 		OnMessage: func(c *routes.Context) {
 			req := c.Request()

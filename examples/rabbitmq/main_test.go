@@ -79,7 +79,7 @@ func TestMessageRaisesEventToRabbitMQ(t *testing.T) {
 	}
 	t.Cleanup(func() { _, _ = ch.QueueDelete(q, false, false, false) })
 	port := freeUDPPort(t)
-	_, err := build(t, "--listen", fmt.Sprintf("udp:127.0.0.1:%d", port),
+	a, err := build(t, "--listen", fmt.Sprintf("udp:127.0.0.1:%d", port),
 		"--event", "E_SIP_MESSAGE=rabbitmq:guest:guest@127.0.0.1:5672/"+q, "--rabbitmq-sync-mode", "1")
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +121,25 @@ func TestMessageRaisesEventToRabbitMQ(t *testing.T) {
 	want := "E_SIP_MESSAGE\nuser::bob\nmsg::\"Hello, \\\"bob\\\"\"\n"
 	if string(got.Body) != want {
 		t.Fatalf("event %q, want %q", got.Body, want)
+	}
+	// The transport's counters are on /metrics, the password redacted.
+	mfs, err := a.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	confirmed := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == "sipasync_transport_confirmed_total" {
+			for _, m := range mf.GetMetric() {
+				confirmed += m.GetCounter().GetValue()
+				if l := m.GetLabel()[0].GetValue(); strings.Contains(l, "guest:guest") {
+					t.Fatalf("socket label shows the password: %s", l)
+				}
+			}
+		}
+	}
+	if confirmed != 1 {
+		t.Fatalf("sipasync_transport_confirmed_total = %v, want 1", confirmed)
 	}
 }
 
