@@ -60,7 +60,7 @@ func NewTraffic(reg prometheus.Registerer, clk clock.Clock) (*Traffic, error) {
 			Name: "replies_total", Help: "SIP responses sent upstream (our own and relayed), by request method and status code."},
 			[]string{"method", "code"}),
 		parks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "async",
-			Name: "parks_total", Help: "Transactions parked, by kind (route, ms_route, sleep, ms_sleep, task, suspend)."}, []string{"kind"}),
+			Name: "parks_total", Help: "Transactions parked, by kind (async_route, async_ms_route, async_sleep, async_ms_sleep, async_task_route, suspend)."}, []string{"kind"}),
 		ends: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "async",
 			Name: "resumes_total", Help: "Parks that ended, by kind and reason: timer, task, external (resumed into a route), timeout (answered at the suspend deadline), cancel (CANCEL received)."},
 			[]string{"kind", "reason"}),
