@@ -20,9 +20,15 @@ const clockTicks = 100
 type ProcSample struct {
 	At      time.Time
 	CPU     time.Duration // utime + stime, all threads
-	RSS     int64         // VmRSS, bytes
+	RSS     int64         // VmRSS, bytes (summed over a process tree)
 	HWM     int64         // VmHWM (peak RSS since start), bytes
+	// PSS is the proportional set size (smaps_rollup Pss) summed over a
+	// process tree: shared memory counted once in total. Only ReadTree
+	// reads it.
+	PSS     int64
 	Threads int
+	// Procs is the number of processes read (1 for ReadProc).
+	Procs int
 }
 
 // ReadProc reads the CPU time and memory of process pid.
@@ -42,7 +48,105 @@ func ReadProc(pid int) (ProcSample, error) {
 		return s, err
 	}
 	s.RSS, s.HWM, s.Threads = parseStatus(status)
+	s.Procs = 1
 	return s, nil
+}
+
+// ReadTree reads process pid and all its descendants: CPU time, RSS, PSS
+// and threads summed (HWM is the root's). Kamailio is such a tree: a main
+// process and its forked children, sharing one memory segment that RSS
+// would count once per process and PSS counts once.
+func ReadTree(pid int) (ProcSample, error) {
+	root, err := ReadProc(pid)
+	if err != nil {
+		return root, err
+	}
+	sum := root
+	sum.PSS = readPSS(pid)
+	for _, c := range descendants(pid) {
+		s, err := ReadProc(c)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		sum.CPU += s.CPU
+		sum.RSS += s.RSS
+		sum.PSS += readPSS(c)
+		sum.Threads += s.Threads
+		sum.Procs++
+	}
+	return sum, nil
+}
+
+// readPSS is Pss from /proc/PID/smaps_rollup in bytes (0 if unreadable).
+func readPSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0
+	}
+	return parsePSS(b)
+}
+
+func parsePSS(b []byte) int64 {
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Pss:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n * 1024
+			}
+		}
+	}
+	return 0
+}
+
+// descendants lists the processes below pid (children, grandchildren...),
+// from the parent field of every /proc/N/stat.
+func descendants(pid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	parent := map[int]int{}
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n))
+		if err != nil {
+			continue
+		}
+		if pp, ok := parseStatPPID(b); ok {
+			parent[n] = pp
+		}
+	}
+	var out []int
+	in := map[int]bool{pid: true}
+	for changed := true; changed; {
+		changed = false
+		for n, pp := range parent {
+			if in[pp] && !in[n] {
+				in[n] = true
+				out = append(out, n)
+				changed = true
+			}
+		}
+	}
+	return out
+}
+
+// parseStatPPID returns field 4 (ppid) of /proc/PID/stat.
+func parseStatPPID(stat []byte) (int, bool) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 2 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(f[1])
+	return n, err == nil
 }
 
 // parseStatCPU returns utime+stime from the contents of /proc/PID/stat.
@@ -99,6 +203,7 @@ func parseStatus(status []byte) (rss, hwm int64, threads int) {
 // between the first and the last reading, and the peak RSS seen.
 type Monitor struct {
 	pid  int
+	tree bool
 	stop chan struct{}
 	done chan struct{}
 
@@ -106,13 +211,24 @@ type Monitor struct {
 	first   ProcSample
 	last    ProcSample
 	peakRSS int64
+	peakPSS int64
 	samples int
 	err     error
 }
 
 // StartMonitor reads pid now and then every interval until Stop.
 func StartMonitor(pid int, interval time.Duration) *Monitor {
-	m := &Monitor{pid: pid, stop: make(chan struct{}), done: make(chan struct{})}
+	return startMonitor(pid, interval, false)
+}
+
+// StartTreeMonitor is StartMonitor for pid and its descendants (ReadTree):
+// CPU and memory are summed, and PSS is read too.
+func StartTreeMonitor(pid int, interval time.Duration) *Monitor {
+	return startMonitor(pid, interval, true)
+}
+
+func startMonitor(pid int, interval time.Duration, tree bool) *Monitor {
+	m := &Monitor{pid: pid, tree: tree, stop: make(chan struct{}), done: make(chan struct{})}
 	m.poll()
 	go func() {
 		defer close(m.done)
@@ -131,7 +247,11 @@ func StartMonitor(pid int, interval time.Duration) *Monitor {
 }
 
 func (m *Monitor) poll() {
-	s, err := ReadProc(m.pid)
+	read := ReadProc
+	if m.tree {
+		read = ReadTree
+	}
+	s, err := read(m.pid)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {
@@ -145,6 +265,7 @@ func (m *Monitor) poll() {
 	}
 	m.last = s
 	m.peakRSS = max(m.peakRSS, s.RSS)
+	m.peakPSS = max(m.peakPSS, s.PSS)
 	m.samples++
 }
 
@@ -154,6 +275,8 @@ type Usage struct {
 	CPU        time.Duration // CPU time used in that interval
 	CPUPercent float64       // CPU / Wall × 100 (100 = one core busy)
 	PeakRSS    int64         // highest VmRSS polled, bytes
+	PeakPSS    int64         // highest PSS polled (tree monitors), bytes
+	Procs      int           // processes at the last reading
 	HWM        int64         // VmHWM at the last reading, bytes
 	LastRSS    int64
 	Threads    int // at the last reading
@@ -174,11 +297,17 @@ func (m *Monitor) Stop() (Usage, error) {
 	u := Usage{
 		Wall:    m.last.At.Sub(m.first.At),
 		CPU:     m.last.CPU - m.first.CPU,
-		PeakRSS: max(m.peakRSS, m.last.HWM),
+		PeakRSS: m.peakRSS,
+		PeakPSS: m.peakPSS,
+		Procs:   m.last.Procs,
 		HWM:     m.last.HWM,
 		LastRSS: m.last.RSS,
 		Threads: m.last.Threads,
 		Samples: m.samples,
+	}
+	if !m.tree {
+		// VmHWM catches a peak between two polls.
+		u.PeakRSS = max(u.PeakRSS, m.last.HWM)
 	}
 	if u.Wall > 0 {
 		u.CPUPercent = 100 * u.CPU.Seconds() / u.Wall.Seconds()

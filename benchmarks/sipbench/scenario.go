@@ -57,6 +57,12 @@ type Scenario struct {
 	User string `json:"user"`
 	// Pause is the UAC's -d (uac_call.xml: between ACK and BYE).
 	Pause time.Duration `json:"-"`
+	// ShapeRatio (S5): the shaper lets this fraction of the offered rate
+	// through per source, so that requests are delayed by a growing
+	// amount (up to Duration × (1/ShapeRatio − 1) at the end of a step).
+	ShapeRatio float64 `json:"shape_ratio,omitempty"`
+	// SipasyncOnly: Kamailio has no counterpart (S5).
+	SipasyncOnly bool `json:"sipasync_only,omitempty"`
 	// NotYet, when set, says why the scenario cannot run yet.
 	NotYet string `json:"-"`
 }
@@ -94,10 +100,12 @@ var scenarios = []Scenario{
 	},
 	{
 		ID: "S5", Name: "shaping",
-		Description: "per-source leaky bucket (async.MsSleep) before the relay",
-		Role:        RoleShape, MsTimer: 1,
-		UAC: "uac_call.xml", UAS: "uas_call.xml", User: "bob", Pause: 100 * time.Millisecond,
-		NotYet: "S5 (shaping) is not wired into the runner yet: it needs the shaper's rate and burst chosen per step",
+		Description: "examples/shaper: per-source leaky bucket (async.MsSleep) before the lookup and relay; one source " +
+			"offering the step's rate, shaped to 0.8 of it, so each request waits a growing, exactly computed delay",
+		Role: RoleShape, MsTimer: 1, ShapeRatio: 0.8, SipasyncOnly: true,
+		// The longest wait at the end of a 20 s step: 20 s × (1/0.8 − 1).
+		Park: 5 * time.Second,
+		UAC:  "uac_call.xml", UAS: "uas_call.xml", User: "bob", Pause: 100 * time.Millisecond,
 	},
 }
 

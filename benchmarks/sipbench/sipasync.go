@@ -44,6 +44,13 @@ func (s *Sipasync) program(spec ProxySpec) (name string, args []string, err erro
 		return "sipasync", nil, nil
 	case RoleParkRelay:
 		return "asyncrelay", append([]string{"--delay", spec.ParkTime().String()}, ms()...), nil
+	case RoleShape:
+		rate := spec.Rate * sc.ShapeRatio
+		if rate <= 0 {
+			rate = 250
+		}
+		return "shaper", append([]string{"--shape-rate", strconv.FormatFloat(rate, 'f', -1, 64),
+			"--shape-key", "from-domain", "--report", shaperReport.String()}, ms()...), nil
 	}
 	return "", nil, fmt.Errorf("sipasync target: role %s: %w", sc.Role, ErrNotImplemented)
 }
@@ -52,7 +59,12 @@ var sipasyncPackages = map[string]string{
 	"resume404":  "./examples/resume404",
 	"sipasync":   "./cmd/sipasync",
 	"asyncrelay": "./examples/asyncrelay",
+	"shaper":     "./examples/shaper",
 }
+
+// shaperReport is the shaper's --report interval: its cumulative lateness
+// line is read after the last call (Stop waits for one more report).
+const shaperReport = time.Second
 
 func (s *Sipasync) Name() string { return "sipasync" }
 
@@ -123,7 +135,8 @@ func (s *Sipasync) Start(ctx context.Context, spec ProxySpec) (Instance, error) 
 		return nil, err
 	}
 	inst := &sipasyncInstance{
-		cmd: cmd, addr: spec.Addr, logPath: logPath, started: time.Now(),
+		shaper: name == "shaper",
+		cmd:    cmd, addr: spec.Addr, logPath: logPath, started: time.Now(),
 		command: append([]string{name}, args...), done: make(chan struct{}),
 		stopTimeout: s.StopTimeout,
 	}
@@ -157,6 +170,7 @@ func (s *Sipasync) Start(ctx context.Context, spec ProxySpec) (Instance, error) 
 }
 
 type sipasyncInstance struct {
+	shaper      bool
 	cmd         *exec.Cmd
 	addr        string
 	logPath     string
@@ -181,6 +195,10 @@ func (p *sipasyncInstance) Stop(ctx context.Context) (Exit, error) {
 		select {
 		case <-p.done:
 		default:
+			if p.shaper {
+				// One more lateness report covers the last calls.
+				time.Sleep(shaperReport * 3 / 2)
+			}
 			_ = p.cmd.Process.Signal(syscall.SIGTERM)
 			t := time.NewTimer(p.stopTimeout)
 			select {
@@ -201,6 +219,80 @@ func (p *sipasyncInstance) Stop(ctx context.Context) (Exit, error) {
 		p.exit.Counters, p.exit.Warnings, p.exit.Sample = parseSipasyncLog(log)
 	})
 	return p.exit, nil
+}
+
+// ShaperReporter is implemented by instances that report how exactly
+// delays were kept (the shaper, S5).
+type ShaperReporter interface {
+	ShaperStats() *ShaperStats
+}
+
+// ShaperStats is the shaper's cumulative "shaper lateness total" line:
+// actual minus intended delay of every delayed request.
+type ShaperStats struct {
+	Delayed int64   `json:"delayed"`
+	Early   int64   `json:"early"`
+	P50     float64 `json:"p50_ms"`
+	P99     float64 `json:"p99_ms"`
+	Max     float64 `json:"max_ms"`
+	// Intended is the intended delay's p50/p99/max (ms).
+	IntendedP50 float64 `json:"intended_p50_ms"`
+	IntendedP99 float64 `json:"intended_p99_ms"`
+	IntendedMax float64 `json:"intended_max_ms"`
+	Rejected    int64   `json:"rejected_503"`
+}
+
+// ShaperStats reads the last cumulative lateness line of the log (nil when
+// this is not the shaper or it logged none).
+func (p *sipasyncInstance) ShaperStats() *ShaperStats {
+	if !p.shaper {
+		return nil
+	}
+	log, _ := os.ReadFile(p.logPath)
+	return parseShaperLog(log)
+}
+
+func parseShaperLog(log []byte) *ShaperStats {
+	var last string
+	sc := bufio.NewScanner(bytes.NewReader(log))
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		if l := sc.Text(); strings.Contains(l, `msg="shaper lateness total"`) {
+			last = l
+		}
+	}
+	if last == "" {
+		return nil
+	}
+	st := &ShaperStats{}
+	us := func(v string) float64 { n, _ := strconv.ParseFloat(v, 64); return n / 1000 }
+	for _, f := range strings.Fields(last) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "n":
+			st.Delayed, _ = strconv.ParseInt(v, 10, 64)
+		case "early":
+			st.Early, _ = strconv.ParseInt(v, 10, 64)
+		case "rejected":
+			st.Rejected, _ = strconv.ParseInt(v, 10, 64)
+		case "p50_us":
+			st.P50 = us(v)
+		case "p99_us":
+			st.P99 = us(v)
+		case "max_us":
+			st.Max = us(v)
+		case "intended_p50_us":
+			st.IntendedP50 = us(v)
+		case "intended_p99_us":
+			st.IntendedP99 = us(v)
+		case "intended_max_us":
+			st.IntendedMax = us(v)
+		}
+	}
+	return st
 }
 
 // DumpGoroutines sends SIGQUIT (the Go runtime prints every goroutine's

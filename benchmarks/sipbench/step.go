@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sipasync/sipasync/internal/sipptest"
@@ -37,6 +38,24 @@ type StepConfig struct {
 	// KeepTraces keeps SIPp's response-time trace files (large at high
 	// rates); they are deleted once parsed otherwise.
 	KeepTraces bool
+	// UACRate is the most calls/s one SIPp UAC process is asked to place:
+	// above it the rate is split over several UAC processes, each on its
+	// own port (one SIPp tops out at about 9,000 calls/s on a 2-core
+	// machine). 0: DefaultUACRate.
+	UACRate float64
+	// ProxyOptions are extra settings for the proxy (ProxySpec.Options).
+	ProxyOptions map[string]string
+}
+
+// DefaultUACRate is StepConfig.UACRate's default.
+const DefaultUACRate = 6000
+
+// uacCount is how many UAC processes place rate calls/s.
+func uacCount(rate, perUAC float64) int {
+	if perUAC <= 0 {
+		perUAC = DefaultUACRate
+	}
+	return max(1, int(math.Ceil(rate/perUAC-1e-9)))
 }
 
 // SippCounts is what one SIPp process reported.
@@ -157,13 +176,23 @@ type Step struct {
 	ProxyCPUPercent float64  `json:"proxy_cpu_percent"`
 	ProxyCPUSeconds float64  `json:"proxy_cpu_s"`
 	ProxyPeakRSS    int64    `json:"proxy_peak_rss_bytes"`
+	// ProxyPeakPSS is the peak PSS summed over a multi-process proxy
+	// (Kamailio); 0 for a single process, where RSS is the figure.
+	ProxyPeakPSS int64 `json:"proxy_peak_pss_bytes,omitempty"`
+	// ProxyProcs is the number of proxy processes (Kamailio: main plus
+	// children).
+	ProxyProcs int `json:"proxy_processes,omitempty"`
 	ProxyEndRSS     int64    `json:"proxy_end_rss_bytes"`
 	ProxyThreads    int      `json:"proxy_threads"`
 	Proxy           Exit     `json:"proxy"`
 	ProxyCommand    []string `json:"proxy_command"`
 
-	UAC SippCounts  `json:"uac"`
-	UAS *SippCounts `json:"uas,omitempty"`
+	// UAC is the sum over the UAC processes (UACs of them).
+	UAC  SippCounts  `json:"uac"`
+	UACs int         `json:"uac_processes"`
+	UAS  *SippCounts `json:"uas,omitempty"`
+	// Shaper is the S5 lateness summary (actual − intended delay).
+	Shaper *ShaperStats `json:"shaper,omitempty"`
 
 	RateMet  bool     `json:"rate_met"`
 	Clean    bool     `json:"clean"`
@@ -191,7 +220,8 @@ func RunStep(ctx context.Context, cfg StepConfig) (*Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	inst, err := cfg.Target.Start(ctx, ProxySpec{Scenario: sc, Addr: fmt.Sprintf("%s:%d", sipptest.LoopbackIP, port), Dir: cfg.Dir})
+	inst, err := cfg.Target.Start(ctx, ProxySpec{Scenario: sc, Addr: fmt.Sprintf("%s:%d", sipptest.LoopbackIP, port),
+		Dir: cfg.Dir, Rate: cfg.Rate})
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", cfg.Target.Name(), err)
 	}
@@ -234,7 +264,14 @@ func RunStep(ctx context.Context, cfg StepConfig) (*Step, error) {
 		}
 	}
 
-	proxyMon := StartMonitor(inst.PID(), 100*time.Millisecond)
+	var proxyMon *Monitor
+	if t, ok := inst.(ProcessTree); ok && t.Tree() {
+		// Reading every process's smaps_rollup costs the proxy's cores
+		// some time: poll less often.
+		proxyMon = StartTreeMonitor(inst.PID(), 250*time.Millisecond)
+	} else {
+		proxyMon = StartMonitor(inst.PID(), 100*time.Millisecond)
+	}
 	uacOpts := sipptest.Options{
 		Scenario:    ScenarioPath(cfg.Repo, sc.UAC),
 		Target:      inst.Addr(),
@@ -252,31 +289,43 @@ func RunStep(ctx context.Context, cfg StepConfig) (*Step, error) {
 	if sc.Pause == 0 {
 		uacOpts.Pause = -1
 	}
-	res, uacDir, uacUsage, runErr := runClient(ctx, uacOpts)
+	st.UACs = uacCount(cfg.Rate, cfg.UACRate)
+	runs := runClients(ctx, uacOpts, st.UACs)
 	proxyUse, _ := proxyMon.Stop()
 
-	st.UAC = countsOf(res, runErr)
-	st.UAC.CPUPercent = uacUsage.CPUPercent
-	if res != nil {
-		st.WallS = res.Duration.Seconds()
-		st.RTT = latencyOf(res.ResponseTimes)
-	}
-	if rows, err := readStatsRows(filepath.Join(uacDir, "stats.csv")); err == nil {
-		if n, span, ok := creationSpan(rows); ok && span > 0 {
-			st.AchievedRate = float64(n) / span.Seconds()
+	var samples []time.Duration
+	for i, r := range runs {
+		c := countsOf(r.res, r.err)
+		c.CPUPercent = r.usage.CPUPercent
+		if i == 0 {
+			st.UAC = c
+		} else {
+			st.UAC.add(c)
 		}
-		st.PeakLiveCalls = peakCurrent(rows)
-	}
-	if st.AchievedRate == 0 && res != nil {
-		st.AchievedRate = res.CallRate
-	}
-	if !cfg.KeepTraces {
-		if files, _ := filepath.Glob(filepath.Join(uacDir, "*_rtt.csv")); len(files) > 0 {
-			for _, f := range files {
-				_ = os.Remove(f)
+		if r.res != nil {
+			st.WallS = max(st.WallS, r.res.Duration.Seconds())
+			samples = append(samples, r.res.ResponseTimes...)
+		}
+		rate := 0.0
+		if rows, err := readStatsRows(filepath.Join(r.dir, "stats.csv")); err == nil {
+			if n, span, ok := creationSpan(rows); ok && span > 0 {
+				rate = float64(n) / span.Seconds()
+			}
+			st.PeakLiveCalls += peakCurrent(rows)
+		}
+		if rate == 0 && r.res != nil {
+			rate = r.res.CallRate
+		}
+		st.AchievedRate += rate
+		if !cfg.KeepTraces && r.dir != "" {
+			if files, _ := filepath.Glob(filepath.Join(r.dir, "*_rtt.csv")); len(files) > 0 {
+				for _, f := range files {
+					_ = os.Remove(f)
+				}
 			}
 		}
 	}
+	st.RTT = latencyOf(samples)
 
 	if uas != nil {
 		var uasUse Usage
@@ -294,6 +343,13 @@ func RunStep(ctx context.Context, cfg StepConfig) (*Step, error) {
 	st.ProxyCPUPercent = proxyUse.CPUPercent
 	st.ProxyCPUSeconds = proxyUse.CPU.Seconds()
 	st.ProxyPeakRSS = proxyUse.PeakRSS
+	st.ProxyPeakPSS = proxyUse.PeakPSS
+	if proxyUse.Procs > 1 {
+		st.ProxyProcs = proxyUse.Procs
+	}
+	if sh, ok := inst.(ShaperReporter); ok {
+		st.Shaper = sh.ShaperStats()
+	}
 	st.ProxyEndRSS = proxyUse.LastRSS
 	st.ProxyThreads = proxyUse.Threads
 
@@ -338,6 +394,61 @@ func (st *Step) judge() {
 	}
 	st.Problems = p
 	st.Clean = len(p) == 0
+}
+
+type clientRun struct {
+	res   *sipptest.Result
+	dir   string
+	usage Usage
+	err   error
+}
+
+// runClients runs n SIPp clients at once, each with 1/n of the rate and
+// the calls (each picks its own port).
+func runClients(ctx context.Context, o sipptest.Options, n int) []clientRun {
+	out := make([]clientRun, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		oi := o
+		oi.Rate = o.Rate / float64(n)
+		oi.MaxCalls = o.MaxCalls / n
+		if i == 0 {
+			oi.MaxCalls += o.MaxCalls % n
+		}
+		oi.CallLimit = max(100, o.CallLimit/n)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &out[i]
+			r.res, r.dir, r.usage, r.err = runClient(ctx, oi)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// add sums another process's counts into c (CPU too; the first error
+// stays).
+func (c *SippCounts) add(o SippCounts) {
+	c.Created += o.Created
+	c.Successful += o.Successful
+	c.Failed += o.Failed
+	c.Unfinished += o.Unfinished
+	c.Retransmissions += o.Retransmissions
+	for k, v := range o.FailureCounters {
+		if c.FailureCounters == nil {
+			c.FailureCounters = map[string]int64{}
+		}
+		c.FailureCounters[k] += v
+	}
+	if c.ExitCode == 0 {
+		c.ExitCode = o.ExitCode
+	}
+	c.TimedOut = c.TimedOut || o.TimedOut
+	if c.Err == "" {
+		c.Err = o.Err
+	}
+	c.CPUPercent += o.CPUPercent
 }
 
 // runClient starts a SIPp client, watches its CPU, and waits for it. It

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// A Target is a proxy implementation under test (sipasync; Kamailio later).
+// A Target is a proxy implementation under test (sipasync or Kamailio).
 // The runner asks it to prepare once, then to start a fresh proxy for each
 // step of a ladder, and stops that proxy when the step is over.
 type Target interface {
@@ -39,6 +39,9 @@ type ProxySpec struct {
 	// Park overrides Scenario.Park when > 0 (the memory measurement parks
 	// for longer).
 	Park time.Duration
+	// Rate is the step's offered rate (calls/s); the shaper (S5) lets
+	// Scenario.ShapeRatio of it through.
+	Rate float64
 }
 
 // ParkTime is the park time the proxy must use.
@@ -118,7 +121,7 @@ func NewTarget(name string, opts TargetOptions) (Target, error) {
 	case "sipasync":
 		return &Sipasync{Repo: opts.Repo, BinDir: opts.BinDir, ExtraArgs: opts.ExtraArgs, Build: opts.BinDir == ""}, nil
 	case "kamailio":
-		return &Kamailio{}, nil
+		return &Kamailio{Repo: opts.Repo, ExtraArgs: opts.ExtraArgs, Install: opts.Install}, nil
 	}
 	return nil, fmt.Errorf("unknown target %q (want sipasync or kamailio)", name)
 }
@@ -133,20 +136,14 @@ type TargetOptions struct {
 	WorkDir string
 	// ExtraArgs are appended to the proxy's command line.
 	ExtraArgs []string
+	// Install lets a target install what is missing (kamailio: the
+	// Debian package, with apt-get, when running as root).
+	Install bool
 }
 
-// Kamailio is the reference target, planned: a kamailio binary run with the
-// configs of benchmarks/kamailio/ (one per role), its PID from the
-// foreground process (-DD -E), stopped by SIGTERM, counters from kamcmd.
-type Kamailio struct{}
-
-func (*Kamailio) Name() string { return "kamailio" }
-func (*Kamailio) Supports(Role) error {
-	return fmt.Errorf("kamailio target: %w", ErrNotImplemented)
-}
-func (*Kamailio) Prepare(context.Context, []Scenario) error {
-	return fmt.Errorf("kamailio target: %w", ErrNotImplemented)
-}
-func (*Kamailio) Start(context.Context, ProxySpec) (Instance, error) {
-	return nil, fmt.Errorf("kamailio target: %w", ErrNotImplemented)
+// ProcessTree is implemented by instances that are a tree of processes
+// (Kamailio's main process and its children): they are measured with
+// ReadTree (CPU and PSS summed over the tree).
+type ProcessTree interface {
+	Tree() bool
 }
