@@ -18,10 +18,10 @@ const clockTicks = 100
 
 // ProcSample is one reading of /proc/PID/stat and /proc/PID/status.
 type ProcSample struct {
-	At      time.Time
-	CPU     time.Duration // utime + stime, all threads
-	RSS     int64         // VmRSS, bytes (summed over a process tree)
-	HWM     int64         // VmHWM (peak RSS since start), bytes
+	At  time.Time
+	CPU time.Duration // utime + stime, all threads
+	RSS int64         // VmRSS, bytes (summed over a process tree)
+	HWM int64         // VmHWM (peak RSS since start), bytes
 	// PSS is the proportional set size (smaps_rollup Pss) summed over a
 	// process tree: shared memory counted once in total. Only ReadTree
 	// reads it.

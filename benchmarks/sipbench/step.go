@@ -173,19 +173,19 @@ type Step struct {
 	// WallS is the UAC's run time (creation plus the last calls' end).
 	WallS float64 `json:"wall_s"`
 
-	ProxyCPUPercent float64  `json:"proxy_cpu_percent"`
-	ProxyCPUSeconds float64  `json:"proxy_cpu_s"`
-	ProxyPeakRSS    int64    `json:"proxy_peak_rss_bytes"`
+	ProxyCPUPercent float64 `json:"proxy_cpu_percent"`
+	ProxyCPUSeconds float64 `json:"proxy_cpu_s"`
+	ProxyPeakRSS    int64   `json:"proxy_peak_rss_bytes"`
 	// ProxyPeakPSS is the peak PSS summed over a multi-process proxy
 	// (Kamailio); 0 for a single process, where RSS is the figure.
 	ProxyPeakPSS int64 `json:"proxy_peak_pss_bytes,omitempty"`
 	// ProxyProcs is the number of proxy processes (Kamailio: main plus
 	// children).
-	ProxyProcs int `json:"proxy_processes,omitempty"`
-	ProxyEndRSS     int64    `json:"proxy_end_rss_bytes"`
-	ProxyThreads    int      `json:"proxy_threads"`
-	Proxy           Exit     `json:"proxy"`
-	ProxyCommand    []string `json:"proxy_command"`
+	ProxyProcs   int      `json:"proxy_processes,omitempty"`
+	ProxyEndRSS  int64    `json:"proxy_end_rss_bytes"`
+	ProxyThreads int      `json:"proxy_threads"`
+	Proxy        Exit     `json:"proxy"`
+	ProxyCommand []string `json:"proxy_command"`
 
 	// UAC is the sum over the UAC processes (UACs of them).
 	UAC  SippCounts  `json:"uac"`
