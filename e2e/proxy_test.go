@@ -25,6 +25,15 @@ func TestRegisterThenCallThroughProxy(t *testing.T) {
 	if ures.Successful != 5 || ures.Failed != 0 {
 		t.Fatalf("the UAS saw %d successful and %d failed calls, want 5 and 0\n%s", ures.Successful, ures.Failed, ures.Diagnostics())
 	}
+	// Every transaction of the calls (INVITE, the 2xx's ACK, BYE) has ended:
+	// the proxy stops with nothing left (a leaked one is waited for until
+	// --shutdown-timeout and reported as unfinished).
+	if code := p.Stop(); code != 0 {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	if n := p.stat(t, "unfinished"); n != 0 {
+		t.Fatalf("unfinished=%d after the calls ended, want 0", n)
+	}
 }
 
 func TestTwoHundredCallsInARow(t *testing.T) {

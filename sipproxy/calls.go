@@ -59,3 +59,11 @@ func (p *Proxy) reportCall(ev *CallEvent, st CallState) {
 	e.State = st
 	p.cfg.OnCall(e)
 }
+
+// callID returns the request's Call-ID, or "" when it has none.
+func callID(req *sip.Request) string {
+	if h := req.CallID(); h != nil {
+		return h.Value()
+	}
+	return ""
+}

@@ -295,6 +295,11 @@ func (p *Proxy) Shutdown(ctx context.Context) int {
 	for p.txs.Stats().Live > 0 || p.stats.activeRelays.Load() > 0 {
 		select {
 		case <-ctx.Done():
+			for _, tx := range p.txs.Live(10) {
+				req := tx.Request()
+				p.log.Warn("shutdown timeout: transaction still live", "tx", tx.Token().String(),
+					"method", string(req.Method), "call_id", callID(req), "state", tx.State().String())
+			}
 			goto done
 		case <-t.C:
 		}
@@ -502,6 +507,9 @@ func (p *Proxy) finish(c *routes.Context, err error) {
 	}
 	switch c.Outcome() {
 	case routes.OutcomeParked, routes.OutcomeRelayed:
+		if req.IsAck() {
+			p.txs.Finish(tx) // forwarded statelessly: nothing else owns it
+		}
 		return // the async engine or the relay owns the transaction now
 	case routes.OutcomeReplied:
 		p.txs.Finish(tx)

@@ -734,3 +734,20 @@ func (t *Table) ParkedTokens() []Token {
 	}
 	return out
 }
+
+// Live lists up to max transactions that have not ended (live or
+// suspended), for diagnostics such as a shutdown that timed out.
+func (t *Table) Live(max int) []*Tx {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*Tx
+	for _, s := range t.slots {
+		if len(out) == max {
+			break
+		}
+		if s.tx != nil {
+			out = append(out, s.tx)
+		}
+	}
+	return out
+}
