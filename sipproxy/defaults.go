@@ -126,6 +126,9 @@ func (p *Proxy) InDialog(c *routes.Context) error {
 // 200 with the current bindings, or the matching error status.
 func (p *Proxy) Register(c *routes.Context) error {
 	req := c.Request()
+	if why := checkRegister(req); why != "" {
+		return c.Reply(400, "Bad Request - "+why)
+	}
 	bs, err := p.loc.Save(req)
 	switch {
 	case errors.Is(err, ErrIntervalTooBrief):

@@ -66,7 +66,15 @@ type Config struct {
 	// OnRequest, if set, sees every request that reaches the proxy (metrics);
 	// the responses it sends are reported to Transactions.OnRespond. It runs
 	// on sipgo's per-message goroutine; keep it short.
-	OnRequest    func(*sip.Request)
+	OnRequest func(*sip.Request)
+	// MaxMessageSize is the largest message taken, in bytes (0 means
+	// DefaultMaxMessageSize); larger ones are answered 513 or dropped, and
+	// counted (InputStats). On UDP it is at most sipgo's read buffer less
+	// one byte (32767).
+	MaxMessageSize int
+	// MaxHeaders is the most header fields a request may carry (0 means
+	// DefaultMaxHeaders); past it, 400.
+	MaxHeaders   int
 	Logger       *slog.Logger
 	Clock        clock.Clock
 	Location     LocationOptions
@@ -91,6 +99,7 @@ type Proxy struct {
 	routes *routes.Table
 	txs    *transaction.Table
 	loc    *Location
+	guard  *guard // refused input: validation, parse failures, size limit
 
 	myself   map[string]bool
 	listenBy map[string]Listen // first listener per network (lower case)
@@ -163,16 +172,19 @@ func New(cfg Config, table *routes.Table) (*Proxy, error) {
 	}
 	p.txs = transaction.New(cfg.Transactions)
 	p.loc = NewLocation(cfg.Location)
+	p.guard = newGuard(cfg.MaxMessageSize, cfg.MaxHeaders, cfg.Logger, cfg.Clock)
+	sipgoLog := p.guard.logger(cfg.Logger.Handler())
 
 	ua, err := sipgo.NewUA(
+		sipgo.WithUserAgentParser(p.guard.parser()),
 		sipgo.WithUserAgent(cfg.UserAgent),
 		sipgo.WithUserAgentHostname(cfg.Listen[0].Host),
 		sipgo.WithUserAgenTLSConfig(cfg.TLS),
 		sipgo.WithUserAgentTransactionLayerOptions(
-			sip.WithTransactionLayerLogger(cfg.Logger),
+			sip.WithTransactionLayerLogger(sipgoLog),
 			sip.WithTransactionLayerUnhandledResponseHandler(p.onStrayResponse),
 		),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(cfg.Logger)),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipgoLog)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("sipproxy: user agent: %w", err)
@@ -243,7 +255,7 @@ func (p *Proxy) listen(l Listen) (Listen, func() error, error) {
 		}
 		l.Port = conn.LocalAddr().(*net.UDPAddr).Port
 		p.closers = append(p.closers, conn.Close)
-		return l, func() error { return p.tpl.ServeUDP(conn) }, nil
+		return l, func() error { return p.tpl.ServeUDP(p.guard.packetConn(conn)) }, nil
 	case "tcp", "ws", "tls":
 		var ln net.Listener
 		var err error
@@ -259,11 +271,11 @@ func (p *Proxy) listen(l Listen) (Listen, func() error, error) {
 		p.closers = append(p.closers, ln.Close)
 		switch l.Network {
 		case "tcp":
-			return l, func() error { return p.tpl.ServeTCP(ln) }, nil
+			return l, func() error { return p.tpl.ServeTCP(p.guard.listener(ln)) }, nil
 		case "ws":
 			return l, func() error { return p.tpl.ServeWS(ln) }, nil
 		default:
-			return l, func() error { return p.tpl.ServeTLS(ln) }, nil
+			return l, func() error { return p.tpl.ServeTLS(p.guard.listener(ln)) }, nil
 		}
 	default:
 		return l, nil, fmt.Errorf("%w: %s", ErrBadListen, l)
@@ -386,6 +398,9 @@ func (p *Proxy) answerParked() {
 // transaction, on sipgo's per-message goroutine.
 func (p *Proxy) onRequest(req *sip.Request, stx *sip.ServerTx) {
 	p.stats.requests.Add(1)
+	if p.refuseInvalid(req, stx) {
+		return
+	}
 	if p.cfg.OnRequest != nil {
 		p.cfg.OnRequest(req)
 	}

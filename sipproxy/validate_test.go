@@ -1,0 +1,63 @@
+package sipproxy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func parseFile(t *testing.T, name string) *sip.Request {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "malformed", name))
+	require.NoError(t, err)
+	m, err := sip.NewParser().ParseSIP(b)
+	require.NoError(t, err, name)
+	req, ok := m.(*sip.Request)
+	require.True(t, ok, "%s is a request", name)
+	return req
+}
+
+// The corpus's well-formed requests pass validation: it is not over-strict.
+func TestValidateAcceptsValidCorpus(t *testing.T) {
+	for _, name := range []string{"valid-wsinv.sip", "valid-intmeth.sip", "valid-esc01.sip",
+		"valid-escnull.sip", "valid-mpart01.sip", "valid-lwsdisp.sip", "valid-nomaxfwd.sip",
+		"ok-long-header.sip", "rfc4475-invut.sip", "rfc4475-zeromf.sip", "rfc4475-unksm2.sip", "rfc4475-regbadct.sip"} {
+		why := validateRequest(parseFile(t, name), DefaultMaxHeaders)
+		if why != nil {
+			t.Errorf("%s: refused %d %q", name, why.code, why.reason)
+		}
+	}
+}
+
+// Requests sipgo parses but RFC 3261 forbids are refused with the RFC's status.
+func TestValidateRefusesCorpus(t *testing.T) {
+	for name, code := range map[string]int{
+		"rfc4475-escruri.sip": 400, "rfc4475-baddate.sip": 400, "rfc4475-badvers.sip": 505,
+		"rfc4475-mismatch01.sip": 400, "rfc4475-mismatch02.sip": 400, "rfc4475-bext01.sip": 420,
+		"rfc4475-insuf.sip": 400, "rfc4475-multi01.sip": 400, "rfc4475-mcl01.sip": 400,
+		"rfc4475-unkscm.sip": 416, "own-no-from.sip": 400, "own-no-to.sip": 400, "own-no-callid.sip": 400,
+		"own-dup-cseq.sip": 400, "own-dup-maxfwd.sip": 400, "own-dup-callid.sip": 400,
+		"own-bad-via-proto.sip": 400, "own-bad-via-nohost.sip": 400, "own-bad-via-port.sip": 400,
+		"own-bad-ruri-nohost.sip": 400, "own-bad-ruri-scheme.sip": 416, "own-bad-ruri-port.sip": 400,
+		"own-bad-from-uri.sip": 400, "own-register-expires-junk.sip": 400, "own-nul-in-header.sip": 400,
+		"own-nul-in-ruri.sip": 400, "own-non-utf8.sip": 400, "own-non-utf8-ruri.sip": 400,
+		"own-empty-method.sip": 400, "own-many-headers.sip": 400, "own-many-vias.sip": 400,
+	} {
+		why := validateRequest(parseFile(t, name), DefaultMaxHeaders)
+		if assert.NotNil(t, why, name) {
+			assert.Equal(t, code, why.code, "%s: %s", name, why.reason)
+			assert.False(t, strings.ContainsAny(why.reason, "\r\n\x00"), "%s: reason is one clean line", name)
+		}
+	}
+}
+
+func TestCheckRegister(t *testing.T) {
+	assert.Contains(t, checkRegister(parseFile(t, "rfc4475-unksm2.sip")), "To URI")
+	assert.Contains(t, checkRegister(parseFile(t, "rfc4475-regbadct.sip")), "headers in a Contact")
+	assert.Empty(t, checkRegister(parseFile(t, "valid-escnull.sip")))
+}
