@@ -125,6 +125,7 @@ type Engine struct {
 		parks, resumes, refused, rejected, expired atomic.Uint64
 		data, dataRejected, tkv, tkvRejected       atomic.Uint64
 	}
+	rejectLog atomic.Int64 // unix ns of the last "resume refused" line
 }
 
 // ModuleGroup is the name of the worker group that runs timer resumes.
@@ -223,17 +224,47 @@ func EngineOf(c *routes.Context) (*Engine, error) {
 func (e *Engine) dispatch(it item) {
 	if err := e.module.Submit(func() { e.fire(it) }); err != nil {
 		// The workers are saturated: answer rather than lose the transaction.
-		e.stats.rejected.Add(1)
-		e.cfg.Table.AbortPark(it.tok, int(it.park), sip.StatusServiceUnavailable, "Service Unavailable",
-			sip.NewHeader("Retry-After", "1"))
+		n := e.stats.rejected.Add(1)
+		tx, _ := e.cfg.Table.Get(it.tok)
+		if e.cfg.Table.AbortPark(it.tok, int(it.park), sip.StatusServiceUnavailable, "Service Unavailable",
+			sip.NewHeader("Retry-After", "1")) && e.logDue(&e.rejectLog) {
+			e.log.Warn("resume refused: module workers saturated, answered 503 (logged at most once a second)",
+				append(txAttrs(tx, it.tok), "rejected_total", n)...)
+		}
 	}
+}
+
+// logDue reports whether a rate-limited line may be logged now (at most
+// once a second), so an overload does not flood the log.
+func (e *Engine) logDue(last *atomic.Int64) bool {
+	now := e.cfg.Clock.Now().UnixNano()
+	prev := last.Load()
+	return now-prev >= int64(time.Second) && last.CompareAndSwap(prev, now)
+}
+
+// txAttrs are the log attributes of one transaction: Call-ID and token.
+func txAttrs(tx *transaction.Tx, tok transaction.Token) []any {
+	callID := ""
+	if tx != nil {
+		if cid := tx.Request().CallID(); cid != nil {
+			callID = cid.Value()
+		}
+	}
+	return []any{"call_id", callID, "tx", tok.String()}
 }
 
 func (e *Engine) fire(it item) {
 	switch it.kind {
 	case itemDeadline:
+		tx, _ := e.cfg.Table.Get(it.tok)
 		if e.cfg.Table.ExpirePark(it.tok, int(it.park)) {
 			e.stats.expired.Add(1)
+			attrs := txAttrs(tx, it.tok)
+			if tx != nil {
+				s := tx.Suspension()
+				attrs = append(attrs, "route", s.Route, "kind", s.Kind)
+			}
+			e.log.Info("parked transaction reached its suspend deadline: answered", attrs...)
 		}
 	case itemResume:
 		e.resume(it.tok, int(it.park), transaction.ReasonTimer, nil)

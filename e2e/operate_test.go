@@ -506,3 +506,28 @@ func TestLameDuckDrainsUnderLoad(t *testing.T) {
 	assert.Equal(t, calls, parks+rejected)
 	t.Logf("lame duck: %d parked and resumed, %d refused with 503, exit 0", parks, rejected)
 }
+
+// TestJSONLogsCarryCallIDAndToken: with --log-format json, the line about a
+// park that reached its deadline is one JSON object with the Call-ID and
+// the transaction token.
+func TestJSONLogsCarryCallIDAndToken(t *testing.T) {
+	p := startProxy(t, "testproxy", "--mode", "suspend", "--suspend-timeout", "1s", "--log-format", "json")
+	res := run(t, p, sipptest.Options{Scenario: scenario("uac_expect.xml"), Service: "bob", MaxCalls: 1,
+		Keys: map[string]string{"code": "408"}})
+	sipptest.RequireSuccess(t, res, 1)
+	waitLogged(t, p, "suspend deadline")
+	var found bool
+	for _, line := range strings.Split(p.Logs(), "\n") {
+		if !strings.Contains(line, "suspend deadline") {
+			continue
+		}
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
+		assert.Equal(t, "INFO", rec["level"])
+		assert.Contains(t, rec["call_id"], "@127.0.0.1")
+		assert.Regexp(t, `^\d+:\d+$`, rec["tx"])
+		assert.Equal(t, "RESUME", rec["route"])
+		found = true
+	}
+	assert.True(t, found)
+}
