@@ -531,3 +531,33 @@ func TestJSONLogsCarryCallIDAndToken(t *testing.T) {
 	}
 	assert.True(t, found)
 }
+
+// TestSecondStopSignalHurries: parks of 30 s, --shutdown-timeout 60 s. The
+// first SIGTERM starts the drain; the second answers what is parked at
+// once (503), and the proxy exits 0 long before either timeout.
+func TestSecondStopSignalHurries(t *testing.T) {
+	const calls = 5
+	p := startProxy(t, "resume404", "--delay", "30s", "--shutdown-timeout", "60s")
+	addr := adminAddr(t, p)
+	uac, err := sipptest.Start(ctxT(t, 60*time.Second), sipptest.Options{Scenario: scenario("uac_expect.xml"),
+		Target: p.addr, Service: "bob", MaxCalls: calls, Rate: 50, Timeout: 40 * time.Second,
+		Keys: map[string]string{"code": "503"}})
+	require.NoError(t, err)
+	waitParked(t, addr, calls)
+	start := time.Now()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	waitLogged(t, p, "shutting down")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit 15 s after the second SIGTERM")
+	}
+	assert.Less(t, time.Since(start), 15*time.Second)
+	assert.Equal(t, 0, p.cmd.ProcessState.ExitCode())
+	assert.Contains(t, p.Logs(), "second stop signal")
+	res, err := uac.Wait()
+	require.NoError(t, err)
+	sipptest.RequireSuccess(t, res, calls)
+	assert.Equal(t, 0, p.stat(t, "resumes"))
+}
