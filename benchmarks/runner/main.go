@@ -65,14 +65,26 @@ type options struct {
 	memRate    float64
 	memPark    time.Duration
 	goroutines bool
+
+	install bool
+	uacRate float64
+	withMem bool
+	chart   string
 }
+
+// Sections of the results file a suite run writes.
+const (
+	sectionSummary = "## SIPp: sipasync and Kamailio side by side"
+	sectionSteps   = "## SIPp: every step"
+	sectionMem     = "## Parked transactions"
+)
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("runner", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var o options
-	fs.StringVar(&o.scenario, "scenario", "", "S1, S2, S3, S4 (S5 not yet), or mem (memory per parked transaction)")
-	fs.StringVar(&o.target, "target", "sipasync", "proxy under test: sipasync (kamailio: not yet)")
+	fs.StringVar(&o.scenario, "scenario", "", "S1..S5, a comma-separated list of them, all, or mem (memory per parked transaction)")
+	fs.StringVar(&o.target, "target", "sipasync", "proxy under test: sipasync, kamailio, or both (sipasync,kamailio)")
 	fs.StringVar(&o.rates, "rates", "", "comma-separated calls/s, e.g. 1000,2000,4k")
 	fs.Float64Var(&o.start, "start", 0, "first rate of a stepped ladder (with --step and --max)")
 	fs.Float64Var(&o.step, "step", 0, "rate increment of a stepped ladder")
@@ -93,6 +105,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&o.memRate, "mem-rate", 10000, "mem: calls/s while parking them")
 	fs.DurationVar(&o.memPark, "mem-park", 20*time.Second, "mem: park time (longer than mem-calls/mem-rate + 2s)")
 	fs.BoolVar(&o.goroutines, "goroutines", true, "mem: also count goroutines (SIGQUIT dumps of two extra proxy runs)")
+	fs.BoolVar(&o.install, "install", true, "kamailio: install the Debian package when it is missing (as root, with apt-get)")
+	fs.Float64Var(&o.uacRate, "uac-rate", sipbench.DefaultUACRate, "most calls/s per SIPp UAC process; above it the rate is split over several UACs")
+	fs.BoolVar(&o.withMem, "with-mem", false, "suite: also measure the memory per parked transaction (sipasync)")
+	fs.StringVar(&o.chart, "chart", "", "suite: SVG chart to write (default: sipp-chart.svg beside --results)")
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "runner: %v (see --help)\n", err)
@@ -100,7 +116,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *help {
 		fs.SetOutput(stderr)
-		fmt.Fprintln(stderr, "Usage: runner --scenario S1..S4|mem [--rates R,R,... | --start R --step R --max R] [flags]")
+		fmt.Fprintln(stderr, "Usage: runner --scenario S1..S5|all|mem [--target sipasync,kamailio] [--rates R,R,... | --start R --step R --max R] [flags]")
 		fs.PrintDefaults()
 		return 0
 	}
@@ -119,13 +135,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "runner: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	if (o.results == "") != (o.section == "") {
+	suite := isSuite(o)
+	if !suite && len(o.fromJSON) == 0 && (o.results == "") != (o.section == "") {
 		fmt.Fprintln(stderr, "runner: --results and --section go together")
 		return 2
 	}
 	if len(o.fromJSON) > 0 {
 		if o.results == "" {
-			fmt.Fprintln(stderr, "runner: --from-json needs --results and --section")
+			fmt.Fprintln(stderr, "runner: --from-json needs --results (and --section, except for a suite report)")
 			return 2
 		}
 		if err := render(o.fromJSON, o.results, o.section); err != nil {
@@ -155,7 +172,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	stamp := time.Now().UTC().Format("20060102-150405")
 	command := displayCommand(fs)
-	tgt, err := sipbench.NewTarget(o.target, sipbench.TargetOptions{Repo: repo, BinDir: o.binDir, ExtraArgs: o.proxyArgs})
+	if suite {
+		return runSuite(ctx, o, repo, stamp, command, stdout, stderr)
+	}
+	tgt, err := sipbench.NewTarget(o.target, sipbench.TargetOptions{Repo: repo, BinDir: o.binDir, ExtraArgs: o.proxyArgs, Install: o.install})
 	if err != nil {
 		fmt.Fprintf(stderr, "runner: %v\n", err)
 		return 2
@@ -211,7 +231,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		r, err := sipbench.RunLadder(ctx, sipbench.LadderConfig{
 			Scenario: sc, Target: tgt, Repo: repo, Rates: rates, Duration: o.duration,
 			Dir: filepath.Join(o.out, name), StopAfter: o.stopAfter, KeepTraces: o.keepTraces,
-			Progress: stdout, Command: command,
+			UACRate: o.uacRate, Progress: stdout, Command: command,
 		})
 		if r != nil {
 			report = r
@@ -243,6 +263,110 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// isSuite: more than one scenario or target.
+func isSuite(o options) bool {
+	return strings.EqualFold(o.scenario, "all") || strings.Contains(o.scenario, ",") || strings.Contains(o.target, ",")
+}
+
+// runSuite runs every scenario on every target and writes the suite's JSON,
+// and with --results its sections and the chart.
+func runSuite(ctx context.Context, o options, repo, stamp, command string, stdout, stderr io.Writer) int {
+	var scs []sipbench.Scenario
+	if strings.EqualFold(o.scenario, "all") {
+		scs = sipbench.Scenarios()
+	} else {
+		for _, id := range strings.Split(o.scenario, ",") {
+			sc, err := sipbench.LookupScenario(strings.TrimSpace(id))
+			if err != nil {
+				fmt.Fprintf(stderr, "runner: %v\n", err)
+				return 2
+			}
+			scs = append(scs, sc)
+		}
+	}
+	var tgts []sipbench.Target
+	for _, name := range strings.Split(o.target, ",") {
+		t, err := sipbench.NewTarget(strings.TrimSpace(name), sipbench.TargetOptions{Repo: repo, ExtraArgs: o.proxyArgs,
+			BinDir: o.binDir, Install: o.install})
+		if err != nil {
+			fmt.Fprintf(stderr, "runner: %v\n", err)
+			return 2
+		}
+		if s, ok := t.(*sipbench.Sipasync); ok && s.BinDir == "" {
+			s.BinDir = filepath.Join(o.out, "bin")
+		}
+		tgts = append(tgts, t)
+	}
+	var rates []float64
+	if o.rates != "" || o.start != 0 || o.step != 0 || o.max != 0 {
+		var err error
+		if rates, err = ladderRates(o); err != nil {
+			fmt.Fprintf(stderr, "runner: %v\n", err)
+			return 2
+		}
+	}
+	name := "suite-" + stamp
+	cfg := sipbench.SuiteConfig{
+		Scenarios: scs, Targets: tgts, Repo: repo, Rates: rates, Duration: o.duration,
+		Dir: filepath.Join(o.out, name), StopAfter: o.stopAfter, KeepTraces: o.keepTraces,
+		UACRate: o.uacRate, Progress: stdout, Command: command,
+	}
+	if o.withMem {
+		cfg.Mem = &sipbench.MemConfig{Calls: o.memCalls, Rate: o.memRate, Park: o.memPark, Goroutines: o.goroutines}
+	}
+	su, runErr := sipbench.RunSuite(ctx, cfg)
+	jsonPath := filepath.Join(o.out, name+".json")
+	if err := sipbench.WriteJSON(jsonPath, su); err != nil {
+		fmt.Fprintf(stderr, "runner: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "report: %s\n", jsonPath)
+	if o.results != "" {
+		if err := writeSuite(su, o.results, o.chart); err != nil {
+			fmt.Fprintf(stderr, "runner: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "results: %s\n", o.results)
+	}
+	for _, v := range su.Verdicts() {
+		fmt.Fprintf(stdout, "goal %s: met=%v (%s)\n", v.Goal, v.Met, v.Result)
+	}
+	if runErr != nil {
+		fmt.Fprintf(stderr, "runner: %v\n", runErr)
+		return 1
+	}
+	return 0
+}
+
+// writeSuite writes the summary, every ladder and the parked memory into
+// their sections of results, and the chart beside it.
+func writeSuite(su *sipbench.Suite, results, chart string) error {
+	if chart == "" {
+		chart = filepath.Join(filepath.Dir(results), "sipp-chart.svg")
+	}
+	if err := os.WriteFile(chart, []byte(su.ChartSVG()), 0o644); err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(filepath.Dir(results), chart)
+	if err != nil {
+		rel = filepath.Base(chart)
+	}
+	if err := sipbench.UpdateSection(results, sectionSummary, "suite", su.SummaryMarkdown(filepath.ToSlash(rel))); err != nil {
+		return err
+	}
+	for _, l := range su.Ladders {
+		if err := sipbench.UpdateSection(results, sectionSteps, l.BlockID(), l.Markdown()); err != nil {
+			return err
+		}
+	}
+	if su.Mem != nil {
+		if err := sipbench.UpdateSection(results, sectionMem, su.Mem.BlockID(), su.Mem.Markdown()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func ladderRates(o options) ([]float64, error) {
 	switch {
 	case o.rates != "" && (o.start != 0 || o.step != 0 || o.max != 0):
@@ -261,6 +385,12 @@ func render(files []string, results, section string) error {
 		if err != nil {
 			return err
 		}
+		if su, ok := rep.(*sipbench.Suite); ok {
+			if err := writeSuite(su, results, ""); err != nil {
+				return err
+			}
+			continue
+		}
 		id, body, err := sipbench.Markdown(rep)
 		if err != nil {
 			return err
@@ -276,9 +406,9 @@ func render(files []string, results, section string) error {
 // measurement, without where files go.
 func displayCommand(fs *pflag.FlagSet) string {
 	skip := map[string]bool{"out": true, "results": true, "section": true, "bin-dir": true, "keep-traces": true,
-		"repo": true, "max-time": true, "from-json": true}
+		"repo": true, "max-time": true, "from-json": true, "chart": true, "install": true}
 	order := []string{"scenario", "target", "rates", "start", "step", "max", "duration", "stop-after", "proxy-arg",
-		"mem-calls", "mem-rate", "mem-park", "goroutines"}
+		"mem-calls", "mem-rate", "mem-park", "goroutines", "uac-rate", "with-mem"}
 	var parts []string
 	seen := map[string]bool{}
 	add := func(f *pflag.Flag) {

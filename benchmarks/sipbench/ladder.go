@@ -26,6 +26,8 @@ type LadderConfig struct {
 	// Gap is the pause between steps (default 2 s).
 	Gap        time.Duration
 	KeepTraces bool
+	// UACRate: see StepConfig.UACRate.
+	UACRate float64
 	// Progress receives one line per step (and a header and a summary).
 	Progress io.Writer
 	// Command is the runner's command line, for the report.
@@ -85,6 +87,7 @@ func RunLadder(ctx context.Context, cfg LadderConfig) (*Report, error) {
 		st, err := RunStep(ctx, StepConfig{
 			Scenario: sc, Target: cfg.Target, Repo: cfg.Repo, Rate: rate, Duration: cfg.Duration,
 			Dir: filepath.Join(cfg.Dir, "rate-"+fmtRate(rate)), KeepTraces: cfg.KeepTraces,
+			UACRate: cfg.UACRate,
 		})
 		if st != nil {
 			rep.Steps = append(rep.Steps, st)
@@ -142,10 +145,17 @@ func (st *Step) Line() string {
 	fmt.Fprintf(&b, "achieved %s/s ok %d failed %d unfinished %d retrans %d",
 		fmtRate(st.AchievedRate), st.Successful, st.Failed, st.Unfinished, st.Retransmissions)
 	fmt.Fprintf(&b, " | rtt p50 %s p99 %s max %s ms", fmtMS(st.RTT.P50), fmtMS(st.RTT.P99), fmtMS(st.RTT.Max))
-	fmt.Fprintf(&b, " | proxy cpu %.0f%% rss %s", st.ProxyCPUPercent, fmtMiB(st.ProxyPeakRSS))
+	mem, kind := st.Memory()
+	fmt.Fprintf(&b, " | proxy cpu %.0f%% %s %s", st.ProxyCPUPercent, strings.ToLower(kind), fmtMiB(mem))
 	fmt.Fprintf(&b, " | uac cpu %.0f%%", st.UAC.CPUPercent)
+	if st.UACs > 1 {
+		fmt.Fprintf(&b, " (%d uacs)", st.UACs)
+	}
 	if st.UAS != nil {
 		fmt.Fprintf(&b, " uas cpu %.0f%%", st.UAS.CPUPercent)
+	}
+	if sh := st.Shaper; sh != nil {
+		fmt.Fprintf(&b, " | shaper: %d delayed, lateness p50 %s p99 %s max %s ms", sh.Delayed, fmtMS(sh.P50), fmtMS(sh.P99), fmtMS(sh.Max))
 	}
 	if st.Clean {
 		b.WriteString(" | clean")

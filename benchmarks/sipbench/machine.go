@@ -20,6 +20,12 @@ type Machine struct {
 	OS     string  `json:"os"`
 	Go     string  `json:"go"`
 	SIPp   string  `json:"sipp,omitempty"`
+	Kernel string  `json:"kernel,omitempty"`
+	// Kamailio is the installed kamailio's version ("" if none).
+	Kamailio string `json:"kamailio,omitempty"`
+	// LoadAvg is the 1, 5 and 15 minute load average when described:
+	// other work on a shared machine shows here.
+	LoadAvg string `json:"load_avg,omitempty"`
 	// SharedCores: SIPp runs on the same cores as the proxy.
 	SharedCores bool `json:"sipp_on_same_cores"`
 }
@@ -50,6 +56,15 @@ func DescribeMachine() Machine {
 	if v, err := sipptest.Version(); err == nil {
 		m.SIPp = v.Version
 	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			m.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
+	m.Kamailio = KamailioVersion()
 	return m
 }
 
@@ -63,12 +78,22 @@ func (m Machine) String() string {
 	if m.MemGiB > 0 {
 		fmt.Fprintf(&b, ", %.0f GiB", m.MemGiB)
 	}
-	fmt.Fprintf(&b, ", %s, %s", m.OS, m.Go)
+	fmt.Fprintf(&b, ", %s", m.OS)
+	if m.Kernel != "" {
+		fmt.Fprintf(&b, " (kernel %s)", m.Kernel)
+	}
+	fmt.Fprintf(&b, ", %s", m.Go)
+	if m.Kamailio != "" {
+		fmt.Fprintf(&b, ", Kamailio %s", m.Kamailio)
+	}
 	if m.SIPp != "" {
 		fmt.Fprintf(&b, ", SIPp %s", m.SIPp)
 		if m.SharedCores {
 			b.WriteString(" on the same cores as the proxy")
 		}
+	}
+	if m.LoadAvg != "" {
+		fmt.Fprintf(&b, "; load average %s at the start", m.LoadAvg)
 	}
 	return b.String()
 }

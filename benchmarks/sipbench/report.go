@@ -39,6 +39,15 @@ func LoadReport(path string) (any, error) {
 		}
 		r.finish()
 		return &r, nil
+	case "suite":
+		var r Suite
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		for _, l := range r.Ladders {
+			l.finish()
+		}
+		return &r, nil
 	case "parked-memory":
 		var r MemReport
 		if err := json.Unmarshal(b, &r); err != nil {
@@ -91,11 +100,12 @@ func (r *Report) Markdown() string {
 	}
 	fmt.Fprintf(&b, ", then the SIPp UAC (`%s`) for %gs at the rate; response time is SIPp's RTD 1 "+
 		"(INVITE to the final response, whole ms); CPU is utime+stime over the UAC's run "+
-		"(100%% = one core); peak RSS is VmHWM.\n\n", strings.TrimPrefix(sc.UAC, "bench:"), r.StepDurationS)
+		"(100%% = one core, summed over a multi-process proxy); peak memory is VmHWM, "+
+		"or for a multi-process proxy (Kamailio) the peak of the PSS summed over its processes.\n\n", strings.TrimPrefix(sc.UAC, "bench:"), r.StepDurationS)
 	fmt.Fprintf(&b, "    %s\n\n", r.Command)
 	fmt.Fprintf(&b, "Machine: %s. Run %s.\n\n", r.Machine, r.Started.UTC().Format("2006-01-02 15:04 UTC"))
 	hasUAS := sc.UAS != ""
-	b.WriteString("| calls/s | achieved | successful | failed | unfinished | retrans | p50 ms | p99 ms | max ms | proxy CPU | proxy peak RSS |")
+	b.WriteString("| calls/s | achieved | successful | failed | unfinished | retrans | p50 ms | p99 ms | max ms | proxy CPU | proxy peak memory |")
 	if hasUAS {
 		b.WriteString(" SIPp UAC / UAS CPU |")
 	} else {
@@ -112,10 +122,14 @@ func (r *Report) Markdown() string {
 		if !s.Clean {
 			clean = "no: " + strings.Join(s.Problems, "; ")
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% | %s | %s | %.1f | %s |\n",
+		mem, kind := s.Memory()
+		if s.UACs > 1 {
+			sipp += fmt.Sprintf(" (%d UACs)", s.UACs)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% | %s %s | %s | %.1f | %s |\n",
 			group(s.Rate), group(s.AchievedRate), groupInt(s.Successful), groupInt(s.Failed), groupInt(s.Unfinished),
 			groupInt(s.Retransmissions), fmtMS(s.RTT.P50), fmtMS(s.RTT.P99), fmtMS(s.RTT.Max),
-			s.ProxyCPUPercent, fmtMiB(s.ProxyPeakRSS), sipp, s.LoadAvg, clean)
+			s.ProxyCPUPercent, fmtMiB(mem), kind, sipp, s.LoadAvg, clean)
 	}
 	fmt.Fprintf(&b, "\nHighest clean rate: **%s**", r.HighestCleanString())
 	if r.Stopped != "" {

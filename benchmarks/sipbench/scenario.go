@@ -61,6 +61,11 @@ type Scenario struct {
 	// through per source, so that requests are delayed by a growing
 	// amount (up to Duration × (1/ShapeRatio − 1) at the end of a step).
 	ShapeRatio float64 `json:"shape_ratio,omitempty"`
+	// Ladder is the default rate ladder of a suite run (calls/s).
+	Ladder []float64 `json:"-"`
+	// Goal is the issue's goal for sipasync's highest clean rate as a
+	// multiple of Kamailio's (0: none).
+	Goal float64 `json:"goal_ratio,omitempty"`
 	// SipasyncOnly: Kamailio has no counterpart (S5).
 	SipasyncOnly bool `json:"sipasync_only,omitempty"`
 	// NotYet, when set, says why the scenario cannot run yet.
@@ -79,24 +84,28 @@ var scenarios = []Scenario{
 		Description: "INVITE → async.MsRoute(c, \"RESUME\", 100ms) → 404 → ACK; no UAS",
 		Role:        RolePark404, Park: 100 * time.Millisecond, MsTimer: 10,
 		UAC: "bench:uac_404.xml", User: "bob",
+		Ladder: []float64{4000, 8000, 12000, 16000, 20000, 24000, 28000, 32000}, Goal: 2,
 	},
 	{
 		ID: "S2", Name: "async relay",
 		Description: "UAC → proxy (record-route, MsRoute 100 ms, lookup, relay) → UAS; ACK/BYE by loose routing",
 		Role:        RoleParkRelay, Park: 100 * time.Millisecond, MsTimer: 10,
 		UAC: "uac_call.xml", UAS: "uas_call.xml", User: "bob", Pause: 100 * time.Millisecond,
+		Ladder: []float64{1000, 2000, 4000, 6000, 8000, 10000, 12000}, Goal: 1.5,
 	},
 	{
 		ID: "S3", Name: "plain relay",
 		Description: "UAC → proxy (record-route, lookup, relay) → UAS; ACK/BYE by loose routing; no park",
 		Role:        RoleRelay,
 		UAC:         "uac_call.xml", UAS: "uas_call.xml", User: "bob", Pause: 100 * time.Millisecond,
+		Ladder:      []float64{1000, 2000, 4000, 6000, 8000, 10000, 12000}, Goal: 1.5,
 	},
 	{
 		ID: "S4", Name: "many parked",
 		Description: "as S1 with a 2 s park: rate × 2 transactions parked at once",
 		Role:        RolePark404, Park: 2 * time.Second, MsTimer: 10,
 		UAC: "bench:uac_404.xml", User: "bob",
+		Ladder: []float64{2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000}, Goal: 3,
 	},
 	{
 		ID: "S5", Name: "shaping",
@@ -106,6 +115,7 @@ var scenarios = []Scenario{
 		// The longest wait at the end of a 20 s step: 20 s × (1/0.8 − 1).
 		Park: 5 * time.Second,
 		UAC:  "uac_call.xml", UAS: "uas_call.xml", User: "bob", Pause: 100 * time.Millisecond,
+		Ladder: []float64{500, 1000, 2000, 3000},
 	},
 }
 
