@@ -98,7 +98,7 @@ var scenarios = []Scenario{
 		Description: "UAC → proxy (record-route, lookup, relay) → UAS; ACK/BYE by loose routing; no park",
 		Role:        RoleRelay,
 		UAC:         "uac_call.xml", UAS: "uas_call.xml", User: "bob", Pause: 100 * time.Millisecond,
-		Ladder:      []float64{1000, 2000, 4000, 6000, 8000, 10000, 12000}, Goal: 1.5,
+		Ladder: []float64{1000, 2000, 4000, 6000, 8000, 10000, 12000}, Goal: 1.5,
 	},
 	{
 		ID: "S4", Name: "many parked",
