@@ -1,8 +1,9 @@
-# make test: everything CI runs. make bench: the Go benchmarks.
+# make test: everything CI runs. make bench: the Go benchmarks. make fuzz:
+# every fuzz target for FUZZTIME each (one at a time: go test -fuzz takes one).
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: test deps vet unit bench fmt
+.PHONY: test deps vet unit bench fmt fuzz
 
 test: deps vet unit
 
@@ -21,3 +22,16 @@ bench:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+FUZZTIME ?= 5m
+FUZZ_TARGETS ?= sipproxy:FuzzParseListen sipproxy:FuzzParseTarget sipproxy:FuzzValidateRequest \
+	sipproxy:FuzzRegistrarSave sipproxy:FuzzRawReply sipproxy:FuzzParseQ transaction:FuzzParseToken \
+	workergroups:FuzzParseSpec eventbus/evi:FuzzEncode eventbus/evi:FuzzDecode eventbus/evi:FuzzParseSocket \
+	eventbus/evi:FuzzParseEventFlag eventbus/rabbitmq:FuzzParseAddress eventbus/rabbitmq:FuzzEncodeJSON \
+	internal/config:FuzzParseFile internal/config:FuzzRedact
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; echo "== ./$$pkg $$fn for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done

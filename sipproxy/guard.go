@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -78,8 +79,10 @@ func newGuard(maxSize, maxHeaders int, log *slog.Logger, clk clock.Clock) *guard
 	if maxHeaders <= 0 {
 		maxHeaders = DefaultMaxHeaders
 	}
-	return &guard{maxSize: maxSize, maxHeaders: maxHeaders, log: log, clock: clk,
+	g := &guard{maxSize: maxSize, maxHeaders: maxHeaders, log: log, clock: clk,
 		streams: map[*guardConn]struct{}{}}
+	g.lastWarn.Store(math.MinInt64) // never warned
+	return g
 }
 
 // parser is sipgo's parser with the size limit.
@@ -190,7 +193,7 @@ func (g *guard) toTag() string { return "sa-" + strconv.FormatUint(g.tags.Add(1)
 func (g *guard) warn(msg, why, what string) {
 	now := g.clock.Now().UnixNano()
 	last := g.lastWarn.Load()
-	if now-last < int64(time.Second) || !g.lastWarn.CompareAndSwap(last, now) {
+	if now < last+int64(time.Second) || !g.lastWarn.CompareAndSwap(last, now) {
 		g.log.Debug(msg, "why", why, "message", what)
 		return
 	}

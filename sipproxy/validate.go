@@ -115,6 +115,9 @@ func validateRequest(req *sip.Request, maxHeaders int) *invalid {
 		return bad("To: " + r)
 	}
 	via := req.Via()
+	if via == nil {
+		return bad("no Via") // sipgo answers these itself; checked for other callers
+	}
 	if via.ProtocolName != "SIP" || via.ProtocolVersion != "2.0" || via.Transport == "" ||
 		via.Host == "" || via.Port < 0 || via.Port > 65535 {
 		return bad("bad Via")
