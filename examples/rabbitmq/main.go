@@ -18,35 +18,19 @@ import (
 	"os"
 
 	"github.com/sipasync/sipasync/eventbus/evi"
-	"github.com/sipasync/sipasync/eventbus/rabbitmq"
 	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/sipproxy"
 )
 
 func main() {
-	var rf rabbitmq.Flags
-	os.Exit(app.Main("rabbitmq", os.Args[1:], os.Stderr, rf.RegisterFlags,
-		func(a *app.App) error { return setup(a, &rf) }))
+	os.Exit(app.Main("rabbitmq", os.Args[1:], os.Stderr, nil, setup))
 }
 
-// setup registers the rabbitmq transport (before the --event flags are
-// subscribed) and the request route.
-func setup(a *app.App, rf *rabbitmq.Flags) error {
-	opts, err := rf.Options()
-	if err != nil {
-		return err
-	}
-	opts.Logger = a.Log
-	f, err := rabbitmq.NewFactory(opts)
-	if err != nil {
-		return err
-	}
-	if err := f.Register(a.Events); err != nil {
-		return err
-	}
-	// published/confirmed/dropped/reconnects per socket on /metrics
-	a.Metrics.AddTransports(f.Stats)
+// setup is the seed's script. The rabbitmq: transport, its --rabbitmq-*
+// flags and its counters on /metrics come with every sipasync program
+// (package app registers them before the --event flags are subscribed).
+func setup(a *app.App) error {
 	return a.Routes.Request(a.Proxy.DefaultRoute(sipproxy.DefaultOptions{
 		OnMessage: func(c *routes.Context) {
 			req := c.Request()

@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sipasync/sipasync/eventbus/evi"
-	"github.com/sipasync/sipasync/eventbus/rabbitmq"
 	"github.com/sipasync/sipasync/internal/app"
 )
 
@@ -44,14 +43,12 @@ func build(t *testing.T, args ...string) (*app.App, error) {
 	fs := pflag.NewFlagSet("rabbitmq", pflag.ContinueOnError)
 	var f app.Flags
 	f.Register(fs)
-	var rf rabbitmq.Flags
-	rf.RegisterFlags(fs)
 	if err := fs.Parse(append([]string{"--log-level", "error"}, args...)); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	a, err := app.Build(ctx, &f, io.Discard, func(a *app.App) error { return setup(a, &rf) })
+	a, err := app.Build(ctx, &f, io.Discard, setup)
 	if err == nil {
 		t.Cleanup(func() { a.Shutdown() })
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/sipasync/sipasync/devicestate"
 	"github.com/sipasync/sipasync/eventbus"
 	"github.com/sipasync/sipasync/eventbus/evi"
+	"github.com/sipasync/sipasync/eventbus/rabbitmq"
 	"github.com/sipasync/sipasync/metrics"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/sipevents"
@@ -52,6 +53,7 @@ type Flags struct {
 	Async       AsyncFlags
 	DeviceState DeviceStateFlags
 	Operate     OperateFlags
+	RabbitMQ    rabbitmq.Flags // the rabbitmq: event transport
 
 	adminDefault string // default --admin ("": EphemeralAdmin)
 }
@@ -74,6 +76,7 @@ func (f *Flags) Register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.Events, "event", nil, "subscribe a transport to an event: NAME=SOCKET, e.g. 'E_SIP_MESSAGE=udp:127.0.0.1:8888'; repeatable")
 	f.Async.Register(fs)
 	f.DeviceState.Register(fs)
+	f.RabbitMQ.RegisterFlags(fs)
 	def := f.adminDefault
 	if def == "" {
 		def = EphemeralAdmin
@@ -167,7 +170,7 @@ type App struct {
 	DeviceState *devicestate.Node
 	// Registry holds the process's Prometheus metrics (served on /metrics);
 	// Metrics is the collector over the parts' stats (a program that
-	// registers a rabbitmq factory adds it with Metrics.AddTransports).
+	// registers a transport of its own adds it with Metrics.AddTransports).
 	Registry *prometheus.Registry
 	Metrics  *metrics.Collector
 	// RPC is the control interface (served on /rpc); a program may register
@@ -249,6 +252,9 @@ func Build(ctx context.Context, f *Flags, logw io.Writer, setup Setup) (_ *App, 
 	if err := a.collect(); err != nil {
 		return nil, err
 	}
+	if err := a.registerRabbitMQ(); err != nil {
+		return nil, err
+	}
 	if setup != nil {
 		if err := setup(a); err != nil {
 			return nil, fmt.Errorf("%w: routes: %v", ErrUsage, err)
@@ -320,4 +326,24 @@ func (a *App) RaiseSIPMessage(c *routes.Context) {
 		evi.String("msg", string(req.Body()))); err != nil {
 		c.Logger().Warn("cannot raise "+EventSIPMessage, "error", err)
 	}
+}
+
+// registerRabbitMQ makes rabbitmq: and rabbitmqs: sockets available to
+// --event and SubscribeEvent, with the --rabbitmq-* flags as defaults, and
+// puts the transport's counters on /metrics.
+func (a *App) registerRabbitMQ() error {
+	opts, err := a.Flags.RabbitMQ.Options()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	opts.Logger = a.Log
+	f, err := rabbitmq.NewFactory(opts)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if err := f.Register(a.Events); err != nil {
+		return err
+	}
+	a.Metrics.AddTransports(f.Stats)
+	return nil
 }
