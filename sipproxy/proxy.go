@@ -547,7 +547,7 @@ func (p *Proxy) finish(c *routes.Context, err error) {
 	if !tx.FinalSent() && !tx.Canceled() {
 		code, reason := 500, "Server Internal Error - No Reply"
 		if err != nil {
-			code, reason = routes.StatusOf(err)
+			code, reason = statusOf(err)
 			c.Logger().Info("route error answered", "code", code, "error", err)
 		} else {
 			p.stats.noReply.Add(1)

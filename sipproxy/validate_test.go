@@ -1,6 +1,8 @@
 package sipproxy
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,9 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sipasync/sipasync/routes"
+	"github.com/sipasync/sipasync/transaction"
 )
 
 func parseFile(t *testing.T, name string) *sip.Request {
@@ -60,4 +65,13 @@ func TestCheckRegister(t *testing.T) {
 	assert.Contains(t, checkRegister(parseFile(t, "rfc4475-unksm2.sip")), "To URI")
 	assert.Contains(t, checkRegister(parseFile(t, "rfc4475-regbadct.sip")), "headers in a Contact")
 	assert.Empty(t, checkRegister(parseFile(t, "valid-escnull.sip")))
+}
+
+func TestStatusOfParkLimit(t *testing.T) {
+	code, reason := statusOf(fmt.Errorf("park: %w", transaction.ErrTooMany))
+	assert.Equal(t, 503, code, reason)
+	code, _ = statusOf(routes.Error(486, "Busy Here", transaction.ErrTooMany))
+	assert.Equal(t, 486, code, "the route's own status wins")
+	code, _ = statusOf(errors.New("boom"))
+	assert.Equal(t, 500, code)
 }
