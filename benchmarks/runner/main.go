@@ -70,6 +70,7 @@ type options struct {
 	uacRate float64
 	withMem bool
 	chart   string
+	profile time.Duration
 }
 
 // Sections of the results file a suite run writes.
@@ -109,6 +110,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&o.uacRate, "uac-rate", sipbench.DefaultUACRate, "most calls/s per SIPp UAC process; above it the rate is split over several UACs")
 	fs.BoolVar(&o.withMem, "with-mem", false, "suite: also measure the memory per parked transaction (sipasync)")
 	fs.StringVar(&o.chart, "chart", "", "suite: SVG chart to write (default: sipp-chart.svg beside --results)")
+	fs.DurationVar(&o.profile, "profile", 0, "sipasync: build the programs with a pprof endpoint and take a CPU profile this long in each step (cpu.pprof, heap.pprof, goroutines.txt in the step's directory)")
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "runner: %v (see --help)\n", err)
@@ -180,8 +182,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "runner: %v\n", err)
 		return 2
 	}
-	if s, ok := tgt.(*sipbench.Sipasync); ok && s.BinDir == "" {
-		s.BinDir = filepath.Join(o.out, "bin")
+	if s, ok := tgt.(*sipbench.Sipasync); ok {
+		if s.BinDir == "" {
+			s.BinDir = filepath.Join(o.out, "bin")
+		}
+		if o.profile > 0 {
+			if o.binDir != "" {
+				fmt.Fprintln(stderr, "runner: --profile builds the programs itself: drop --bin-dir")
+				return 2
+			}
+			s.Pprof, s.BinDir = true, filepath.Join(o.out, "bin-pprof")
+		}
 	}
 
 	var report any
@@ -231,7 +242,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		r, err := sipbench.RunLadder(ctx, sipbench.LadderConfig{
 			Scenario: sc, Target: tgt, Repo: repo, Rates: rates, Duration: o.duration,
 			Dir: filepath.Join(o.out, name), StopAfter: o.stopAfter, KeepTraces: o.keepTraces,
-			UACRate: o.uacRate, Progress: stdout, Command: command,
+			UACRate: o.uacRate, Profile: o.profile, Progress: stdout, Command: command,
 		})
 		if r != nil {
 			report = r

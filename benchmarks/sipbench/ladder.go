@@ -28,6 +28,8 @@ type LadderConfig struct {
 	KeepTraces bool
 	// UACRate: see StepConfig.UACRate.
 	UACRate float64
+	// Profile: see StepConfig.Profile.
+	Profile time.Duration
 	// Progress receives one line per step (and a header and a summary).
 	Progress io.Writer
 	// Command is the runner's command line, for the report.
@@ -87,7 +89,7 @@ func RunLadder(ctx context.Context, cfg LadderConfig) (*Report, error) {
 		st, err := RunStep(ctx, StepConfig{
 			Scenario: sc, Target: cfg.Target, Repo: cfg.Repo, Rate: rate, Duration: cfg.Duration,
 			Dir: filepath.Join(cfg.Dir, "rate-"+fmtRate(rate)), KeepTraces: cfg.KeepTraces,
-			UACRate: cfg.UACRate,
+			UACRate: cfg.UACRate, Profile: cfg.Profile,
 		})
 		if st != nil {
 			rep.Steps = append(rep.Steps, st)

@@ -26,6 +26,10 @@ type Sipasync struct {
 	// StopTimeout bounds the wait after SIGTERM before SIGKILL (default
 	// 30 s; the proxy's own --shutdown-timeout is 10 s).
 	StopTimeout time.Duration
+	// Pprof builds the programs with a net/http/pprof endpoint (an overlay
+	// file; the repository's programs have none) and serves it on a free
+	// loopback port.
+	Pprof bool
 }
 
 // program is the package and the role-specific flags for a spec.
@@ -90,7 +94,15 @@ func (s *Sipasync) Prepare(ctx context.Context, scs []Scenario) error {
 			if err := os.MkdirAll(s.BinDir, 0o755); err != nil {
 				return err
 			}
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, sipasyncPackages[name])
+			args := []string{"build", "-o", bin}
+			if s.Pprof {
+				ov, err := pprofOverlay(s.BinDir, filepath.Join(s.Repo, sipasyncPackages[name]))
+				if err != nil {
+					return err
+				}
+				args = append(args, "-overlay", ov)
+			}
+			cmd := exec.CommandContext(ctx, "go", append(args, sipasyncPackages[name])...)
 			cmd.Dir = s.Repo
 			if out, err := cmd.CombinedOutput(); err != nil {
 				return fmt.Errorf("go build %s: %v\n%s", sipasyncPackages[name], err, out)
@@ -129,14 +141,23 @@ func (s *Sipasync) Start(ctx context.Context, spec ProxySpec) (Instance, error) 
 	if spec.GCTrace {
 		cmd.Env = append(cmd.Env, "GODEBUG=gctrace=1")
 	}
+	pprofAddr := ""
+	if s.Pprof {
+		port, err := freeTCPPort()
+		if err != nil {
+			return nil, err
+		}
+		pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
+		cmd.Env = append(cmd.Env, "SIPBENCH_PPROF_ADDR="+pprofAddr)
+	}
 	// If the runner dies, so does the proxy.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	inst := &sipasyncInstance{
-		shaper: name == "shaper",
-		cmd:    cmd, addr: spec.Addr, logPath: logPath, started: time.Now(),
+		shaper: name == "shaper", pprof: pprofAddr,
+		cmd: cmd, addr: spec.Addr, logPath: logPath, started: time.Now(),
 		command: append([]string{name}, args...), done: make(chan struct{}),
 		stopTimeout: s.StopTimeout,
 	}
@@ -171,6 +192,7 @@ func (s *Sipasync) Start(ctx context.Context, spec ProxySpec) (Instance, error) 
 
 type sipasyncInstance struct {
 	shaper      bool
+	pprof       string
 	cmd         *exec.Cmd
 	addr        string
 	logPath     string
@@ -186,6 +208,7 @@ type sipasyncInstance struct {
 }
 
 func (p *sipasyncInstance) PID() int          { return p.cmd.Process.Pid }
+func (p *sipasyncInstance) PprofAddr() string { return p.pprof }
 func (p *sipasyncInstance) Addr() string      { return p.addr }
 func (p *sipasyncInstance) Command() []string { return p.command }
 

@@ -43,8 +43,10 @@ type StepConfig struct {
 	// own port (one SIPp tops out at about 9,000 calls/s on a 2-core
 	// machine). 0: DefaultUACRate.
 	UACRate float64
-	// ProxyOptions are extra settings for the proxy (ProxySpec.Options).
-	ProxyOptions map[string]string
+	// Profile, when > 0, takes a CPU profile of that length from a proxy
+	// that serves pprof, starting a quarter into the step, and a goroutine
+	// count and heap profile after it (files in Dir).
+	Profile time.Duration
 }
 
 // DefaultUACRate is StepConfig.UACRate's default.
@@ -194,6 +196,9 @@ type Step struct {
 	// Shaper is the S5 lateness summary (actual − intended delay).
 	Shaper *ShaperStats `json:"shaper,omitempty"`
 
+	// ProfileError says why a requested profile was not taken.
+	ProfileError string `json:"profile_error,omitempty"`
+
 	RateMet  bool     `json:"rate_met"`
 	Clean    bool     `json:"clean"`
 	Problems []string `json:"problems,omitempty"`
@@ -290,7 +295,27 @@ func RunStep(ctx context.Context, cfg StepConfig) (*Step, error) {
 		uacOpts.Pause = -1
 	}
 	st.UACs = uacCount(cfg.Rate, cfg.UACRate)
+	profDone := make(chan struct{})
+	if pp, ok := inst.(Profiler); ok && cfg.Profile > 0 && pp.PprofAddr() != "" {
+		go func() {
+			defer close(profDone)
+			select {
+			case <-time.After(cfg.Duration / 4):
+			case <-ctx.Done():
+				return
+			}
+			secs := fmt.Sprintf("seconds=%d", max(1, int(cfg.Profile.Seconds())))
+			if err := fetchProfile(ctx, pp.PprofAddr(), "profile", secs, filepath.Join(cfg.Dir, "cpu.pprof")); err != nil {
+				st.ProfileError = err.Error()
+			}
+			_ = fetchProfile(ctx, pp.PprofAddr(), "heap", "gc=1", filepath.Join(cfg.Dir, "heap.pprof"))
+			_ = fetchProfile(ctx, pp.PprofAddr(), "goroutine", "debug=1", filepath.Join(cfg.Dir, "goroutines.txt"))
+		}()
+	} else {
+		close(profDone)
+	}
 	runs := runClients(ctx, uacOpts, st.UACs)
+	<-profDone
 	proxyUse, _ := proxyMon.Stop()
 
 	var samples []time.Duration
