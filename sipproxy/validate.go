@@ -78,15 +78,15 @@ func validateRequest(req *sip.Request, maxHeaders int) *invalid {
 			if !cleanText(v) {
 				return bad("control byte or broken UTF-8 in " + printable(h.Name()))
 			}
-			switch strings.ToLower(h.Name()) {
-			case "proxy-require":
+			switch name := h.Name(); {
+			case strings.EqualFold(name, "proxy-require"):
 				proxyRequire = append(proxyRequire, v)
-			case "date":
+			case strings.EqualFold(name, "date"):
 				// RFC 3261 §20.17: SIP dates are always GMT (baddate).
 				if !strings.HasSuffix(v, " GMT") {
 					return bad("bad Date")
 				}
-			case "expires":
+			case strings.EqualFold(name, "expires"):
 				if !isDelta(v) {
 					return bad("bad Expires")
 				}
