@@ -9,12 +9,14 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/sipasync/sipasync/internal/sipptest"
+	"github.com/sipasync/sipasync/internal/testlock"
 )
 
 // The seed's event_rabbitmq scenario with the main binary: --event ships
 // E_SIP_MESSAGE to RabbitMQ (every sipasync program has the transport), in
 // sync mode, and the consumer gets the event in the seed's grammar.
 func TestMainBinaryShipsEventsToRabbitMQ(t *testing.T) {
+	testlock.Shared(t, testlock.RabbitMQ) // no broker restart meanwhile
 	conn, err := amqp.Dial("amqp://guest:guest@127.0.0.1:5672/")
 	if err != nil {
 		t.Fatalf("RabbitMQ at 127.0.0.1:5672: %v (make test starts it)", err)

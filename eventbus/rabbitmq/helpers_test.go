@@ -22,6 +22,7 @@ import (
 
 	"github.com/sipasync/sipasync/eventbus"
 	"github.com/sipasync/sipasync/eventbus/evi"
+	"github.com/sipasync/sipasync/internal/testlock"
 )
 
 const (
@@ -347,6 +348,8 @@ func restartBroker(t testing.TB) time.Duration {
 	if _, err := exec.LookPath("rabbitmqctl"); err != nil {
 		t.Fatalf("rabbitmqctl is needed for the restart tests: %v", err)
 	}
+	// Other packages' tests use this broker too: wait until none does.
+	testlock.Exclusive(t, testlock.RabbitMQ)
 	t.Cleanup(func() { ensureBrokerUp(t) })
 	start := time.Now()
 	rabbitctl(t, "stop_app")

@@ -16,12 +16,14 @@ import (
 
 	"github.com/sipasync/sipasync/eventbus/evi"
 	"github.com/sipasync/sipasync/internal/app"
+	"github.com/sipasync/sipasync/internal/testlock"
 )
 
 const brokerURL = "amqp://guest:guest@127.0.0.1:5672/"
 
 func broker(t *testing.T) *amqp.Channel {
 	t.Helper()
+	testlock.Shared(t, testlock.RabbitMQ) // no broker restart meanwhile
 	conn, err := amqp.DialConfig(brokerURL, amqp.Config{Dial: amqp.DefaultDial(3 * time.Second)})
 	if err != nil {
 		if os.Getenv("CI") != "" {
