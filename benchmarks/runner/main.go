@@ -303,8 +303,13 @@ func runSuite(ctx context.Context, o options, repo, stamp, command string, stdou
 			fmt.Fprintf(stderr, "runner: %v\n", err)
 			return 2
 		}
-		if s, ok := t.(*sipbench.Sipasync); ok && s.BinDir == "" {
-			s.BinDir = filepath.Join(o.out, "bin")
+		if s, ok := t.(*sipbench.Sipasync); ok {
+			if s.BinDir == "" {
+				s.BinDir = filepath.Join(o.out, "bin")
+			}
+			if o.profile > 0 {
+				s.Pprof, s.BinDir, s.Build = true, filepath.Join(o.out, "bin-pprof"), true
+			}
 		}
 		tgts = append(tgts, t)
 	}
@@ -320,7 +325,7 @@ func runSuite(ctx context.Context, o options, repo, stamp, command string, stdou
 	cfg := sipbench.SuiteConfig{
 		Scenarios: scs, Targets: tgts, Repo: repo, Rates: rates, Duration: o.duration,
 		Dir: filepath.Join(o.out, name), StopAfter: o.stopAfter, KeepTraces: o.keepTraces,
-		UACRate: o.uacRate, Progress: stdout, Command: command,
+		UACRate: o.uacRate, Profile: o.profile, Progress: stdout, Command: command,
 	}
 	if o.withMem {
 		cfg.Mem = &sipbench.MemConfig{Calls: o.memCalls, Rate: o.memRate, Park: o.memPark, Goroutines: o.goroutines}

@@ -59,65 +59,98 @@ type Report struct {
 // RunLadder runs the steps in order. It returns the report so far with an
 // error when a step could not run or the context ended.
 func RunLadder(ctx context.Context, cfg LadderConfig) (*Report, error) {
+	l := newLadder(cfg)
+	for i := range cfg.Rates {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return l.rep, ctx.Err()
+			case <-time.After(l.gap):
+			}
+		}
+		if done, err := l.step(ctx, i); err != nil || done {
+			return l.rep, err
+		}
+	}
+	return l.rep, nil
+}
+
+// ladder is a ladder being run, one step at a time (RunSuite interleaves
+// the ladders of several targets step by step).
+type ladder struct {
+	cfg     LadderConfig
+	rep     *Report
+	out     io.Writer
+	gap     time.Duration
+	tag     string
+	unclean int
+	done    bool
+}
+
+func newLadder(cfg LadderConfig) *ladder {
 	sc := cfg.Scenario
-	rep := &Report{
+	l := &ladder{cfg: cfg, out: cfg.Progress, gap: cfg.Gap, tag: fmt.Sprintf("[%s %s]", sc.ID, cfg.Target.Name())}
+	l.rep = &Report{
 		Kind: "ladder", Scenario: sc, Target: cfg.Target.Name(), Command: cfg.Command,
 		Started: time.Now(), Machine: DescribeMachine(), StepDurationS: cfg.Duration.Seconds(),
 		FullLength: cfg.Duration >= FullDuration,
 	}
-	out := cfg.Progress
-	if out == nil {
-		out = io.Discard
+	if l.out == nil {
+		l.out = io.Discard
 	}
-	gap := cfg.Gap
-	if gap <= 0 {
-		gap = 2 * time.Second
+	if l.gap <= 0 {
+		l.gap = 2 * time.Second
 	}
-	fmt.Fprintf(out, "%s %s on %s: rates %s, %s per step\n", sc.ID, sc.Name, cfg.Target.Name(),
+	fmt.Fprintf(l.out, "%s %s on %s: rates %s, %s per step\n", sc.ID, sc.Name, cfg.Target.Name(),
 		formatRates(cfg.Rates), cfg.Duration)
-	tag := fmt.Sprintf("[%s %s]", sc.ID, cfg.Target.Name())
-	unclean := 0
-	for i, rate := range cfg.Rates {
-		if i > 0 {
-			select {
-			case <-ctx.Done():
-				return rep, ctx.Err()
-			case <-time.After(gap):
-			}
+	return l
+}
+
+// step runs rung i. done is set when the ladder is over (last rung, or
+// StopAfter unclean steps in a row); an error ends it too.
+func (l *ladder) step(ctx context.Context, i int) (done bool, err error) {
+	if l.done {
+		return true, nil
+	}
+	cfg, rep := l.cfg, l.rep
+	rate := cfg.Rates[i]
+	fmt.Fprintf(l.out, "%s %6s calls/s × %s: ", l.tag, fmtRate(rate), cfg.Duration)
+	st, err := RunStep(ctx, StepConfig{
+		Scenario: cfg.Scenario, Target: cfg.Target, Repo: cfg.Repo, Rate: rate, Duration: cfg.Duration,
+		Dir: filepath.Join(cfg.Dir, "rate-"+fmtRate(rate)), KeepTraces: cfg.KeepTraces,
+		UACRate: cfg.UACRate, Profile: cfg.Profile,
+	})
+	if st != nil {
+		rep.Steps = append(rep.Steps, st)
+		if len(rep.ProxyCommand) == 0 {
+			rep.ProxyCommand = st.ProxyCommand
 		}
-		fmt.Fprintf(out, "%s %6s calls/s × %s: ", tag, fmtRate(rate), cfg.Duration)
-		st, err := RunStep(ctx, StepConfig{
-			Scenario: sc, Target: cfg.Target, Repo: cfg.Repo, Rate: rate, Duration: cfg.Duration,
-			Dir: filepath.Join(cfg.Dir, "rate-"+fmtRate(rate)), KeepTraces: cfg.KeepTraces,
-			UACRate: cfg.UACRate, Profile: cfg.Profile,
-		})
-		if st != nil {
-			rep.Steps = append(rep.Steps, st)
-			if len(rep.ProxyCommand) == 0 {
-				rep.ProxyCommand = st.ProxyCommand
-			}
-			fmt.Fprintln(out, st.Line())
+		fmt.Fprintln(l.out, st.Line())
+	}
+	if err != nil {
+		if st == nil {
+			fmt.Fprintf(l.out, "error: %v\n", firstLine(err.Error()))
 		}
-		if err != nil {
-			if st == nil {
-				fmt.Fprintf(out, "error: %v\n", firstLine(err.Error()))
-			}
-			rep.finish()
-			return rep, err
-		}
-		if st.Clean {
-			unclean = 0
-		} else {
-			unclean++
-		}
-		if cfg.StopAfter > 0 && unclean >= cfg.StopAfter && i < len(cfg.Rates)-1 {
-			rep.Stopped = fmt.Sprintf("%d unclean steps in a row", unclean)
-			break
-		}
+		rep.finish()
+		l.done = true
+		return true, err
+	}
+	if st.Clean {
+		l.unclean = 0
+	} else {
+		l.unclean++
+	}
+	last := i == len(cfg.Rates)-1
+	if !last && cfg.StopAfter > 0 && l.unclean >= cfg.StopAfter {
+		rep.Stopped = fmt.Sprintf("%d unclean steps in a row", l.unclean)
+		last = true
 	}
 	rep.finish()
-	fmt.Fprintf(out, "%s highest clean rate: %s\n", tag, rep.HighestCleanString())
-	return rep, nil
+	if last {
+		l.done = true
+		fmt.Fprintf(l.out, "%s highest clean rate: %s\n", l.tag, rep.HighestCleanString())
+	}
+	return l.done, nil
 }
 
 func (r *Report) finish() {

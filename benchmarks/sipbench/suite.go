@@ -12,7 +12,7 @@ import (
 )
 
 // SuiteConfig is the side-by-side run: every scenario's ladder on every
-// target, one target after the other per scenario (so both see the same
+// target, the targets' steps interleaved rate by rate (so both see the same
 // machine load), then optionally the parked-memory measurement.
 type SuiteConfig struct {
 	Scenarios []Scenario
@@ -25,8 +25,10 @@ type SuiteConfig struct {
 	StopAfter  int
 	KeepTraces bool
 	UACRate    float64
-	Progress   io.Writer
-	Command    string
+	// Profile: see StepConfig.Profile.
+	Profile  time.Duration
+	Progress io.Writer
+	Command  string
 	// Mem, when set, is run last (its Target, Repo, Dir and Progress are
 	// filled in when empty).
 	Mem *MemConfig
@@ -79,10 +81,15 @@ func RunSuite(ctx context.Context, cfg SuiteConfig) (*Suite, error) {
 		}
 	}
 	for _, sc := range cfg.Scenarios {
+		rates := cfg.Rates
+		if len(rates) == 0 {
+			rates = sc.Ladder
+		}
+		// The targets' ladders advance in lockstep, one step of each at a
+		// rate before the next rate, so that both see the same machine
+		// (other work on a shared machine comes and goes).
+		var ls []*ladder
 		for _, t := range cfg.Targets {
-			if ctx.Err() != nil {
-				return su, ctx.Err()
-			}
 			if err := runs(t, sc); err != nil {
 				fmt.Fprintf(out, "[%s %s] skipped: %v\n", sc.ID, t.Name(), err)
 				continue
@@ -90,26 +97,35 @@ func RunSuite(ctx context.Context, cfg SuiteConfig) (*Suite, error) {
 			if prepared[t.Name()] != nil {
 				continue
 			}
-			rates := cfg.Rates
-			if len(rates) == 0 {
-				rates = sc.Ladder
-			}
-			name := fmt.Sprintf("%s-%s", sc.ID, t.Name())
-			rep, err := RunLadder(ctx, LadderConfig{
+			ls = append(ls, newLadder(LadderConfig{
 				Scenario: sc, Target: t, Repo: cfg.Repo, Rates: rates, Duration: cfg.Duration,
-				Dir: filepath.Join(cfg.Dir, name), StopAfter: cfg.StopAfter, KeepTraces: cfg.KeepTraces,
-				UACRate: cfg.UACRate, Progress: out, Command: cfg.Command,
-			})
-			if rep != nil && len(rep.Steps) > 0 {
-				su.Ladders = append(su.Ladders, rep)
-			}
-			if err != nil {
+				Dir: filepath.Join(cfg.Dir, fmt.Sprintf("%s-%s", sc.ID, t.Name())), StopAfter: cfg.StopAfter,
+				KeepTraces: cfg.KeepTraces, UACRate: cfg.UACRate, Profile: cfg.Profile, Progress: out, Command: cfg.Command,
+			}))
+		}
+		for i := range rates {
+			for _, l := range ls {
+				if l.done {
+					continue
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(l.gap):
+				}
 				if ctx.Err() != nil {
+					su.addLadders(ls)
 					return su, ctx.Err()
 				}
-				su.Errors = append(su.Errors, fmt.Sprintf("%s on %s: %v", sc.ID, t.Name(), firstLine(err.Error())))
+				if _, err := l.step(ctx, i); err != nil {
+					if ctx.Err() != nil {
+						su.addLadders(ls)
+						return su, ctx.Err()
+					}
+					su.Errors = append(su.Errors, fmt.Sprintf("%s on %s: %v", sc.ID, l.cfg.Target.Name(), firstLine(err.Error())))
+				}
 			}
 		}
+		su.addLadders(ls)
 	}
 	if cfg.Mem != nil {
 		m := *cfg.Mem
@@ -144,6 +160,14 @@ func RunSuite(ctx context.Context, cfg SuiteConfig) (*Suite, error) {
 		}
 	}
 	return su, ctx.Err()
+}
+
+func (s *Suite) addLadders(ls []*ladder) {
+	for _, l := range ls {
+		if len(l.rep.Steps) > 0 {
+			s.Ladders = append(s.Ladders, l.rep)
+		}
+	}
 }
 
 // runs says whether target t runs scenario sc (nil) or why not.
@@ -314,7 +338,8 @@ func (s *Suite) SummaryMarkdown(chart string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "One run of every scenario on both proxies, %s to %s, %gs per step "+
 		"(a step is clean when every call succeeded, none was left unfinished and SIPp achieved ≥ %.0f%% of the offered rate). "+
-		"Each scenario's ladder ran on sipasync, then on Kamailio, so both saw the same machine; "+
+		"The two proxies' ladders ran in lockstep (sipasync at a rate, then Kamailio at the same rate, then the next rate), "+
+		"so both saw the same machine; "+
 		"a ladder stops after %s. Per-step figures are in the next section.\n\n",
 		s.Started.UTC().Format("2006-01-02 15:04"), s.Finished.UTC().Format("15:04 UTC"), s.StepDurationS,
 		MinCleanRate*100, "two unclean steps in a row")
