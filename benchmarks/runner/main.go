@@ -71,6 +71,8 @@ type options struct {
 	withMem bool
 	chart   string
 	profile time.Duration
+	quiet   float64
+	quietW  time.Duration
 }
 
 // Sections of the results file a suite run writes.
@@ -111,6 +113,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.withMem, "with-mem", false, "suite: also measure the memory per parked transaction (sipasync)")
 	fs.StringVar(&o.chart, "chart", "", "suite: SVG chart to write (default: sipp-chart.svg beside --results)")
 	fs.DurationVar(&o.profile, "profile", 0, "sipasync: build the programs with a pprof endpoint and take a CPU profile this long in each step (cpu.pprof, heap.pprof, goroutines.txt in the step's directory)")
+	fs.Float64Var(&o.quiet, "quiet", 0, "before each step wait until at most this many other tasks are runnable on average over 2 s (a shared machine); 0: do not wait")
+	fs.DurationVar(&o.quietW, "quiet-wait", 3*time.Minute, "longest wait for --quiet before a step runs anyway")
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "runner: %v (see --help)\n", err)
@@ -243,6 +247,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			Scenario: sc, Target: tgt, Repo: repo, Rates: rates, Duration: o.duration,
 			Dir: filepath.Join(o.out, name), StopAfter: o.stopAfter, KeepTraces: o.keepTraces,
 			UACRate: o.uacRate, Profile: o.profile, Progress: stdout, Command: command,
+			Quiet: sipbench.Quiet{Max: o.quiet, Wait: o.quietW},
 		})
 		if r != nil {
 			report = r
@@ -326,6 +331,7 @@ func runSuite(ctx context.Context, o options, repo, stamp, command string, stdou
 		Scenarios: scs, Targets: tgts, Repo: repo, Rates: rates, Duration: o.duration,
 		Dir: filepath.Join(o.out, name), StopAfter: o.stopAfter, KeepTraces: o.keepTraces,
 		UACRate: o.uacRate, Profile: o.profile, Progress: stdout, Command: command,
+		Quiet: sipbench.Quiet{Max: o.quiet, Wait: o.quietW},
 	}
 	if o.withMem {
 		cfg.Mem = &sipbench.MemConfig{Calls: o.memCalls, Rate: o.memRate, Park: o.memPark, Goroutines: o.goroutines}
@@ -424,7 +430,7 @@ func displayCommand(fs *pflag.FlagSet) string {
 	skip := map[string]bool{"out": true, "results": true, "section": true, "bin-dir": true, "keep-traces": true,
 		"repo": true, "max-time": true, "from-json": true, "chart": true, "install": true}
 	order := []string{"scenario", "target", "rates", "start", "step", "max", "duration", "stop-after", "proxy-arg",
-		"mem-calls", "mem-rate", "mem-park", "goroutines", "uac-rate", "with-mem"}
+		"mem-calls", "mem-rate", "mem-park", "goroutines", "uac-rate", "with-mem", "quiet", "quiet-wait"}
 	var parts []string
 	seen := map[string]bool{}
 	add := func(f *pflag.Flag) {

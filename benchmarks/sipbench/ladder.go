@@ -30,6 +30,8 @@ type LadderConfig struct {
 	UACRate float64
 	// Profile: see StepConfig.Profile.
 	Profile time.Duration
+	// Quiet: see StepConfig.Quiet.
+	Quiet Quiet
 	// Progress receives one line per step (and a header and a summary).
 	Progress io.Writer
 	// Command is the runner's command line, for the report.
@@ -118,7 +120,7 @@ func (l *ladder) step(ctx context.Context, i int) (done bool, err error) {
 	st, err := RunStep(ctx, StepConfig{
 		Scenario: cfg.Scenario, Target: cfg.Target, Repo: cfg.Repo, Rate: rate, Duration: cfg.Duration,
 		Dir: filepath.Join(cfg.Dir, "rate-"+fmtRate(rate)), KeepTraces: cfg.KeepTraces,
-		UACRate: cfg.UACRate, Profile: cfg.Profile,
+		UACRate: cfg.UACRate, Profile: cfg.Profile, Quiet: cfg.Quiet,
 	})
 	if st != nil {
 		rep.Steps = append(rep.Steps, st)
@@ -192,6 +194,7 @@ func (st *Step) Line() string {
 	if sh := st.Shaper; sh != nil {
 		fmt.Fprintf(&b, " | shaper: %d delayed, lateness p50 %s p99 %s max %s ms", sh.Delayed, fmtMS(sh.P50), fmtMS(sh.P99), fmtMS(sh.Max))
 	}
+	fmt.Fprintf(&b, " | load %.1f, %s", st.LoadAvg, st.Background)
 	if st.Clean {
 		b.WriteString(" | clean")
 	} else {

@@ -111,7 +111,7 @@ func (r *Report) Markdown() string {
 	} else {
 		b.WriteString(" SIPp UAC CPU |")
 	}
-	b.WriteString(" load | clean |\n")
+	b.WriteString(" load (1 min) / other runnable before | clean |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range r.Steps {
 		sipp := fmt.Sprintf("%.0f%%", s.UAC.CPUPercent)
@@ -126,10 +126,10 @@ func (r *Report) Markdown() string {
 		if s.UACs > 1 {
 			sipp += fmt.Sprintf(" (%d UACs)", s.UACs)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% | %s %s | %s | %.1f | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% | %s %s | %s | %.1f / %.1f | %s |\n",
 			group(s.Rate), group(s.AchievedRate), groupInt(s.Successful), groupInt(s.Failed), groupInt(s.Unfinished),
 			groupInt(s.Retransmissions), fmtMS(s.RTT.P50), fmtMS(s.RTT.P99), fmtMS(s.RTT.Max),
-			s.ProxyCPUPercent, fmtMiB(mem), kind, sipp, s.LoadAvg, clean)
+			s.ProxyCPUPercent, fmtMiB(mem), kind, sipp, s.LoadAvg, s.Background.Runnable, clean)
 	}
 	fmt.Fprintf(&b, "\nHighest clean rate: **%s**", r.HighestCleanString())
 	if r.Stopped != "" {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -152,4 +153,18 @@ func TestStepRatesAndParse(t *testing.T) {
 func TestFailurePercent(t *testing.T) {
 	st := &Step{Calls: 200, Successful: 150, DurationS: 1}
 	assert.Equal(t, 25.0, st.FailurePercent())
+}
+
+func TestParseRunnable(t *testing.T) {
+	v, ok := parseRunnable("9.71 7.71 5.38 8/213 15742\n")
+	require.True(t, ok)
+	assert.Equal(t, 8.0, v)
+	_, ok = parseRunnable("9.71 7.71")
+	assert.False(t, ok)
+}
+
+func TestQuietWithoutLimitDoesNotWait(t *testing.T) {
+	r := Quiet{Window: 100 * time.Millisecond}.WaitQuiet(t.Context())
+	assert.True(t, r.Quiet)
+	assert.GreaterOrEqual(t, r.Runnable, 0.0)
 }

@@ -43,6 +43,8 @@ type StepConfig struct {
 	// own port (one SIPp tops out at about 9,000 calls/s on a 2-core
 	// machine). 0: DefaultUACRate.
 	UACRate float64
+	// Quiet is waited for before the proxy starts.
+	Quiet Quiet
 	// Profile, when > 0, takes a CPU profile of that length from a proxy
 	// that serves pprof, starting a quarter into the step, and a goroutine
 	// count and heap profile after it (files in Dir).
@@ -159,6 +161,9 @@ type Step struct {
 	// LoadAvg is the 1-minute load average when the step started (other
 	// work on the machine shows here).
 	LoadAvg float64 `json:"load_avg_1m"`
+	// Background is the other work on the machine just before the step
+	// (runnable tasks; see Quiet).
+	Background QuietResult `json:"background"`
 
 	// AchievedRate is calls created per second while SIPp was creating
 	// them (StartTime to the last call created, from the -fd 1 rows).
@@ -219,7 +224,9 @@ func RunStep(ctx context.Context, cfg StepConfig) (*Step, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	st := &Step{Rate: cfg.Rate, DurationS: cfg.Duration.Seconds(), Calls: calls, Started: time.Now(), LoadAvg: loadAvg1()}
+	bg := cfg.Quiet.WaitQuiet(ctx)
+	st := &Step{Rate: cfg.Rate, DurationS: cfg.Duration.Seconds(), Calls: calls, Started: time.Now(), LoadAvg: loadAvg1(),
+		Background: bg}
 
 	port, err := sipptest.FreePort("udp", sipptest.LoopbackIP)
 	if err != nil {

@@ -26,7 +26,9 @@ type SuiteConfig struct {
 	KeepTraces bool
 	UACRate    float64
 	// Profile: see StepConfig.Profile.
-	Profile  time.Duration
+	Profile time.Duration
+	// Quiet: see StepConfig.Quiet.
+	Quiet    Quiet
 	Progress io.Writer
 	Command  string
 	// Mem, when set, is run last (its Target, Repo, Dir and Progress are
@@ -100,7 +102,8 @@ func RunSuite(ctx context.Context, cfg SuiteConfig) (*Suite, error) {
 			ls = append(ls, newLadder(LadderConfig{
 				Scenario: sc, Target: t, Repo: cfg.Repo, Rates: rates, Duration: cfg.Duration,
 				Dir: filepath.Join(cfg.Dir, fmt.Sprintf("%s-%s", sc.ID, t.Name())), StopAfter: cfg.StopAfter,
-				KeepTraces: cfg.KeepTraces, UACRate: cfg.UACRate, Profile: cfg.Profile, Progress: out, Command: cfg.Command,
+				KeepTraces: cfg.KeepTraces, UACRate: cfg.UACRate, Profile: cfg.Profile, Quiet: cfg.Quiet,
+				Progress: out, Command: cfg.Command,
 			}))
 		}
 		for i := range rates {
