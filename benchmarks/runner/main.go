@@ -57,6 +57,7 @@ type options struct {
 	keepTraces bool
 	binDir     string
 	proxyArgs  []string
+	proxyEnv   []string
 	maxTime    time.Duration
 	repo       string
 	list       bool
@@ -101,6 +102,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.keepTraces, "keep-traces", false, "keep SIPp's response-time trace files")
 	fs.StringVar(&o.binDir, "bin-dir", "", "prebuilt proxy binaries (default: build them with go build)")
 	fs.StringArrayVar(&o.proxyArgs, "proxy-arg", nil, "extra argument for the proxy, e.g. --proxy-arg=--async-module-workers=4; repeatable")
+	fs.StringArrayVar(&o.proxyEnv, "proxy-env", nil, "sipasync: KEY=VALUE added to the proxy's environment, e.g. --proxy-env GODEBUG=adaptivestackstart=1; repeatable")
 	fs.DurationVar(&o.maxTime, "max-time", 2*time.Hour, "bound on the whole run")
 	fs.StringVar(&o.repo, "repo", "", "repository root (default: found from the working directory)")
 	fs.BoolVar(&o.list, "list", false, "list the scenarios and exit")
@@ -181,7 +183,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if suite {
 		return runSuite(ctx, o, repo, stamp, command, stdout, stderr)
 	}
-	tgt, err := sipbench.NewTarget(o.target, sipbench.TargetOptions{Repo: repo, BinDir: o.binDir, ExtraArgs: o.proxyArgs, Install: o.install})
+	tgt, err := sipbench.NewTarget(o.target, sipbench.TargetOptions{Repo: repo, BinDir: o.binDir, ExtraArgs: o.proxyArgs, Env: o.proxyEnv, Install: o.install})
 	if err != nil {
 		fmt.Fprintf(stderr, "runner: %v\n", err)
 		return 2
@@ -303,7 +305,7 @@ func runSuite(ctx context.Context, o options, repo, stamp, command string, stdou
 	var tgts []sipbench.Target
 	for _, name := range strings.Split(o.target, ",") {
 		t, err := sipbench.NewTarget(strings.TrimSpace(name), sipbench.TargetOptions{Repo: repo, ExtraArgs: o.proxyArgs,
-			BinDir: o.binDir, Install: o.install})
+			Env: o.proxyEnv, BinDir: o.binDir, Install: o.install})
 		if err != nil {
 			fmt.Fprintf(stderr, "runner: %v\n", err)
 			return 2
@@ -430,7 +432,7 @@ func displayCommand(fs *pflag.FlagSet) string {
 	skip := map[string]bool{"out": true, "results": true, "section": true, "bin-dir": true, "keep-traces": true,
 		"repo": true, "max-time": true, "from-json": true, "chart": true, "install": true}
 	order := []string{"scenario", "target", "rates", "start", "step", "max", "duration", "stop-after", "proxy-arg",
-		"mem-calls", "mem-rate", "mem-park", "goroutines", "uac-rate", "with-mem", "quiet", "quiet-wait"}
+		"mem-calls", "mem-rate", "mem-park", "goroutines", "uac-rate", "with-mem", "quiet", "quiet-wait", "proxy-env"}
 	var parts []string
 	seen := map[string]bool{}
 	add := func(f *pflag.Flag) {

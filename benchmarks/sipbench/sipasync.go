@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,9 @@ type Sipasync struct {
 	Repo      string
 	BinDir    string
 	ExtraArgs []string
+	// Env is added to the programs' environment (KEY=VALUE), e.g.
+	// GODEBUG settings.
+	Env []string
 	// Build: build the programs into BinDir in Prepare.
 	Build bool
 	// StopTimeout bounds the wait after SIGTERM before SIGKILL (default
@@ -137,7 +141,7 @@ func (s *Sipasync) Start(ctx context.Context, spec ProxySpec) (Instance, error) 
 	defer logf.Close()
 	cmd := exec.Command(filepath.Join(s.BinDir, name), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
+	cmd.Env = append(append(os.Environ(), "GOTRACEBACK=all"), s.Env...)
 	if spec.GCTrace {
 		cmd.Env = append(cmd.Env, "GODEBUG=gctrace=1")
 	}
@@ -158,7 +162,7 @@ func (s *Sipasync) Start(ctx context.Context, spec ProxySpec) (Instance, error) 
 	inst := &sipasyncInstance{
 		shaper: name == "shaper", pprof: pprofAddr,
 		cmd: cmd, addr: spec.Addr, logPath: logPath, started: time.Now(),
-		command: append([]string{name}, args...), done: make(chan struct{}),
+		command: append(append(slices.Clone(s.Env), name), args...), done: make(chan struct{}),
 		stopTimeout: s.StopTimeout,
 	}
 	if inst.stopTimeout <= 0 {

@@ -51,6 +51,12 @@ type StepConfig struct {
 	Profile time.Duration
 }
 
+// SippBuffer is SIPp's -buff_size (its sockets' send and receive buffers):
+// 4 MiB as the proxies ask for, instead of SIPp's 64 KiB, which overflows
+// whenever SIPp is descheduled for a moment on a busy machine (the kernel
+// counts those drops as UDP receive buffer errors).
+const SippBuffer = 4 << 20
+
 // DefaultUACRate is StepConfig.UACRate's default.
 const DefaultUACRate = 6000
 
@@ -254,6 +260,7 @@ func RunStep(ctx context.Context, cfg StepConfig) (*Step, error) {
 			CallLimit:   callLimit * 2,
 			RecvTimeout: recvTimeout,
 			StopGrace:   15 * time.Second,
+			ExtraArgs:   []string{"-buff_size", strconv.Itoa(SippBuffer)},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("start the UAS: %w", err)
@@ -295,7 +302,7 @@ func RunStep(ctx context.Context, cfg StepConfig) (*Step, error) {
 		Timeout:     uacTimeout,
 		RecvTimeout: recvTimeout,
 		TraceRTT:    true,
-		ExtraArgs:   []string{"-fd", "1"},
+		ExtraArgs:   []string{"-fd", "1", "-buff_size", strconv.Itoa(SippBuffer)},
 		Dir:         cfg.Dir,
 	}
 	if sc.Pause == 0 {

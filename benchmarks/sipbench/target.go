@@ -119,7 +119,7 @@ var ErrNotImplemented = errors.New("not implemented yet")
 func NewTarget(name string, opts TargetOptions) (Target, error) {
 	switch name {
 	case "sipasync":
-		return &Sipasync{Repo: opts.Repo, BinDir: opts.BinDir, ExtraArgs: opts.ExtraArgs, Build: opts.BinDir == ""}, nil
+		return &Sipasync{Repo: opts.Repo, BinDir: opts.BinDir, ExtraArgs: opts.ExtraArgs, Env: opts.Env, Build: opts.BinDir == ""}, nil
 	case "kamailio":
 		return &Kamailio{Repo: opts.Repo, ExtraArgs: opts.ExtraArgs, Install: opts.Install}, nil
 	}
@@ -136,6 +136,8 @@ type TargetOptions struct {
 	WorkDir string
 	// ExtraArgs are appended to the proxy's command line.
 	ExtraArgs []string
+	// Env is added to the proxy's environment (KEY=VALUE).
+	Env []string
 	// Install lets a target install what is missing (kamailio: the
 	// Debian package, with apt-get, when running as root).
 	Install bool
