@@ -28,7 +28,7 @@ FUZZ_TARGETS ?= sipproxy:FuzzParseListen sipproxy:FuzzParseTarget sipproxy:FuzzV
 	sipproxy:FuzzRegistrarSave sipproxy:FuzzRawReply sipproxy:FuzzParseQ transaction:FuzzParseToken \
 	workergroups:FuzzParseSpec eventbus/evi:FuzzEncode eventbus/evi:FuzzDecode eventbus/evi:FuzzParseSocket \
 	eventbus/evi:FuzzParseEventFlag eventbus/rabbitmq:FuzzParseAddress eventbus/rabbitmq:FuzzEncodeJSON \
-	internal/config:FuzzParseFile internal/config:FuzzRedact
+	internal/config:FuzzParseFile internal/config:FuzzRedact sipauth:FuzzParseFile sipauth:FuzzCheck
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
