@@ -28,7 +28,18 @@ type DefaultOptions struct {
 	FailureRoute string
 }
 
-// DefaultRoute returns the default request route.
+// Authorizer challenges and verifies a request's credentials (package
+// sipauth's digest authentication). Authorize returns the authenticated
+// user ("" for a method it does not challenge) and true when the request
+// may go on; false when it has answered the request (401, 407, 403, 400).
+type Authorizer interface {
+	Authorize(c *routes.Context) (user string, ok bool)
+}
+
+// DefaultRoute returns the default request route. With Config.Auth set,
+// initial requests (no To tag) of the methods it challenges are
+// authenticated before anything else is done with them: a REGISTER by the
+// user it registers (To), any other request by its sender (From).
 func (p *Proxy) DefaultRoute(o DefaultOptions) routes.Handler {
 	return routes.HandlerFunc(func(c *routes.Context) error {
 		req := c.Request()
@@ -48,6 +59,11 @@ func (p *Proxy) DefaultRoute(o DefaultOptions) routes.Handler {
 		if req.IsAck() { // an initial ACK matches nothing: absorb it
 			c.Drop()
 			return nil
+		}
+		if p.cfg.Auth != nil {
+			if _, ok := p.cfg.Auth.Authorize(c); !ok {
+				return nil // answered
+			}
 		}
 		if req.Method != sip.REGISTER && req.Method != sip.MESSAGE {
 			c.RecordRoute()

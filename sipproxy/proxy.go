@@ -74,7 +74,10 @@ type Config struct {
 	MaxMessageSize int
 	// MaxHeaders is the most header fields a request may carry (0 means
 	// DefaultMaxHeaders); past it, 400.
-	MaxHeaders   int
+	MaxHeaders int
+	// Auth, if set, challenges and verifies initial requests in the
+	// default route (DefaultRoute); see Authorizer.
+	Auth         Authorizer
 	Logger       *slog.Logger
 	Clock        clock.Clock
 	Location     LocationOptions
