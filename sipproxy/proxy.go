@@ -72,6 +72,14 @@ type Config struct {
 	// counted (InputStats). On UDP it is at most sipgo's read buffer less
 	// one byte (32767).
 	MaxMessageSize int
+	// UDPBuffer is the kernel receive and send buffer asked for each UDP
+	// socket, in bytes (0 means DefaultUDPBuffer; < 0 keeps the system's
+	// default). sipgo reads a socket from one goroutine: a burst that
+	// arrives while it is descheduled waits in this buffer, and the
+	// system's default (about 200 KiB) overflows within a fraction of a
+	// second at several thousand calls/s, which turns into retransmission
+	// storms. The kernel caps it at net.core.rmem_max / wmem_max.
+	UDPBuffer int
 	// MaxHeaders is the most header fields a request may carry (0 means
 	// DefaultMaxHeaders); past it, 400.
 	MaxHeaders int
@@ -247,6 +255,28 @@ func (p *Proxy) Start(ctx context.Context) error {
 	return nil
 }
 
+// DefaultUDPBuffer is Config.UDPBuffer's default: 4 MiB.
+const DefaultUDPBuffer = 4 << 20
+
+// setUDPBuffers asks for Config.UDPBuffer on a UDP socket. The kernel may
+// grant less (capped silently); a refusal is logged, not fatal.
+func (p *Proxy) setUDPBuffers(conn net.PacketConn) {
+	n := p.cfg.UDPBuffer
+	if n == 0 {
+		n = DefaultUDPBuffer
+	}
+	uc, ok := conn.(*net.UDPConn)
+	if n < 0 || !ok {
+		return
+	}
+	if err := uc.SetReadBuffer(n); err != nil {
+		p.log.Warn("cannot set the UDP receive buffer", "bytes", n, "error", err)
+	}
+	if err := uc.SetWriteBuffer(n); err != nil {
+		p.log.Warn("cannot set the UDP send buffer", "bytes", n, "error", err)
+	}
+}
+
 // listen binds l and returns it with its port resolved and the function
 // that serves it.
 func (p *Proxy) listen(l Listen) (Listen, func() error, error) {
@@ -258,6 +288,7 @@ func (p *Proxy) listen(l Listen) (Listen, func() error, error) {
 		}
 		l.Port = conn.LocalAddr().(*net.UDPAddr).Port
 		p.closers = append(p.closers, conn.Close)
+		p.setUDPBuffers(conn)
 		return l, func() error { return p.tpl.ServeUDP(p.guard.packetConn(conn)) }, nil
 	case "tcp", "ws", "tls":
 		var ln net.Listener
