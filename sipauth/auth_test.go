@@ -317,7 +317,6 @@ func TestMalformedCredentials(t *testing.T) {
 	cases := map[string]string{
 		"unterminated quote": `Authorization: Digest username="alice, realm="` + realm + `"`,
 		"no response":        `Authorization: Digest username="alice", realm="` + realm + `", nonce="x", uri="sip:` + realm + `"`,
-		"uri elsewhere":      strings.Replace(good, `uri="sip:`+realm+`"`, `uri="sip:other.test"`, 1),
 		"uri not a uri":      strings.Replace(good, `uri="sip:`+realm+`"`, `uri="::"`, 1),
 		"bad nc":             strings.Replace(good, "nc=00000001", "nc=zz", 1),
 	}
@@ -332,10 +331,18 @@ func TestMalformedCredentials(t *testing.T) {
 		got := a.Check(request(t, "REGISTER", "sip:"+realm, "alice", "alice", h))
 		assert.Equal(t, 401, got.Code, h)
 	}
+	// another uri than the one the response was computed for: wrong response
+	got := a.Check(request(t, "REGISTER", "sip:"+realm, "alice", "alice",
+		strings.Replace(good, `uri="sip:`+realm+`"`, `uri="sip:other.test"`, 1)))
+	assert.Equal(t, 401, got.Code)
+	// the uri is not compared with the Request-URI (SIPp writes the proxy's address)
+	d = a.Check(request(t, "REGISTER", "sip:"+realm, "alice", "alice"))
+	elsewhere := answer(t, d, MD5, "REGISTER", "sip:127.0.0.1:5060", "alice", "alice-pw:with:colons", 1)
+	assert.True(t, a.Check(request(t, "REGISTER", "sip:"+realm, "alice", "alice", elsewhere)).OK)
 	// qop missing (RFC 2069 style) or an algorithm not offered: challenged
 	noQop := strings.NewReplacer(", qop=auth", "", "qop=auth, ", "").Replace(good)
 	require.NotEqual(t, good, noQop)
-	got := a.Check(request(t, "REGISTER", "sip:"+realm, "alice", "alice", noQop))
+	got = a.Check(request(t, "REGISTER", "sip:"+realm, "alice", "alice", noQop))
 	assert.Equal(t, 401, got.Code)
 	sha, _ := newAuth(t, func(o *Options) { o.Algorithms = []string{SHA256} })
 	got = sha.Check(request(t, "REGISTER", "sip:"+realm, "alice", "alice", good))

@@ -26,6 +26,7 @@ import (
 	"github.com/sipasync/sipasync/eventbus/rabbitmq"
 	"github.com/sipasync/sipasync/metrics"
 	"github.com/sipasync/sipasync/routes"
+	"github.com/sipasync/sipasync/sipauth"
 	"github.com/sipasync/sipasync/sipevents"
 	"github.com/sipasync/sipasync/sipproxy"
 	"github.com/sipasync/sipasync/transaction"
@@ -54,6 +55,7 @@ type Flags struct {
 	DeviceState DeviceStateFlags
 	Operate     OperateFlags
 	RabbitMQ    rabbitmq.Flags // the rabbitmq: event transport
+	Auth        AuthFlags      // digest authentication in the default route
 
 	adminDefault string // default --admin ("": EphemeralAdmin)
 }
@@ -77,6 +79,7 @@ func (f *Flags) Register(fs *pflag.FlagSet) {
 	f.Async.Register(fs)
 	f.DeviceState.Register(fs)
 	f.RabbitMQ.RegisterFlags(fs)
+	f.Auth.Register(fs)
 	def := f.adminDefault
 	if def == "" {
 		def = EphemeralAdmin
@@ -176,6 +179,10 @@ type App struct {
 	// RPC is the control interface (served on /rpc); a program may register
 	// methods of its own before it starts serving.
 	RPC *admin.RPC
+	// Auth is the default route's digest authentication (--auth-file), or
+	// nil. A program with a request route of its own calls
+	// Auth.Authorize itself.
+	Auth *sipauth.Auth
 
 	devstateMode string
 	started      time.Time
@@ -217,6 +224,12 @@ func Build(ctx context.Context, f *Flags, logw io.Writer, setup Setup) (_ *App, 
 		return nil, err
 	}
 	a := &App{Flags: f, Log: log, Routes: routes.NewTable(), started: time.Now(), level: level}
+	if a.Auth, err = f.Auth.build(log); err != nil {
+		return nil, err
+	}
+	if a.Auth != nil {
+		cfg.Auth = a.Auth
+	}
 	a.Bus = eventbus.New(eventbus.WithLogger(log))
 	if a.Publisher, err = sipevents.New(a.Bus); err != nil {
 		return nil, err
@@ -229,6 +242,11 @@ func Build(ctx context.Context, f *Flags, logw io.Writer, setup Setup) (_ *App, 
 	cfg.Location.OnChange = a.Publisher.OnRegistration
 	if err := a.observe(&cfg); err != nil {
 		return nil, err
+	}
+	if a.Auth != nil {
+		if err := a.Registry.Register(newAuthCollector(a.Auth)); err != nil {
+			return nil, err
+		}
 	}
 	if err := a.wireDeviceState(&cfg); err != nil {
 		return nil, err
