@@ -50,7 +50,11 @@ func FuzzParseEventFlag(f *testing.F) {
 		if validEventName(name) != nil {
 			t.Fatalf("ParseEventFlag(%q): invalid name %q accepted", s, name)
 		}
-		if name+"="+sock.Scheme()+":"+sock.Address() != strings.Replace(s, s[len(name)+1:len(name)+1+len(sock.Scheme())], sock.Scheme(), 1) {
+		// NAME=SOCKET splits at the first '=' and the socket keeps all but
+		// its scheme's case.
+		rest := s[len(name)+1:]
+		if s[:len(name)+1] != name+"=" || !strings.EqualFold(rest, sock.Scheme()+":"+sock.Address()) ||
+			rest[len(sock.Scheme()):] != ":"+sock.Address() {
 			t.Fatalf("ParseEventFlag(%q) = %q, %q:%q", s, name, sock.Scheme(), sock.Address())
 		}
 	})

@@ -52,12 +52,13 @@ func FuzzRedact(f *testing.F) {
 		f.Add(s, "pw")
 	}
 	f.Fuzz(func(t *testing.T, s, pw string) {
-		if pw == "" || strings.ContainsAny(pw, "@:/ ,\t\n=") || strings.Contains(pw, "xxxxx") {
+		if pw == "" || strings.ContainsAny(pw, "@:/ ,\t\n=") {
 			return
 		}
 		in := "nats://user:" + pw + "@host:4222 " + s
-		if strings.Contains(Redact(in), pw) && !strings.Contains(strings.ReplaceAll(in, "user:"+pw+"@", ""), pw) {
-			t.Fatalf("Redact(%q) = %q keeps the password", in, Redact(in))
+		out := Redact(in)
+		if !strings.HasPrefix(out, "nats://user:xxxxx@host:4222 ") || strings.Contains(out, "user:"+pw+"@") {
+			t.Fatalf("Redact(%q) = %q keeps the password", in, out)
 		}
 	})
 }
