@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sipasync/sipasync/devicestate"
+	"github.com/sipasync/sipasync/internal/config"
 	"github.com/sipasync/sipasync/sipproxy"
 )
 
@@ -44,7 +45,7 @@ func (f *DeviceStateFlags) options(a *App) (devicestate.Options, error) {
 	}
 	for _, u := range strings.Split(f.Cluster, ",") {
 		if !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {
-			return o, fmt.Errorf("%w: --cluster %q: want nats://host:port", ErrUsage, u)
+			return o, fmt.Errorf("%w: --cluster %q: want nats://host:port", ErrUsage, config.Redact(u))
 		}
 	}
 	if f.Expiry < 100*time.Millisecond {
@@ -64,7 +65,7 @@ func (a *App) wireDeviceState(cfg *sipproxy.Config) error {
 	}
 	n, err := devicestate.New(o)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+		return fmt.Errorf("%w: %s", ErrUsage, config.Redact(err.Error()))
 	}
 	a.DeviceState = n
 	devicestate.SetDefault(n)
@@ -84,7 +85,7 @@ func (a *App) wireDeviceState(cfg *sipproxy.Config) error {
 	}
 	a.devstateMode = "in-process"
 	if o.Cluster != nil {
-		a.devstateMode = "cluster " + o.Cluster.URL
+		a.devstateMode = "cluster " + config.Redact(o.Cluster.URL) // no NATS password in the logs
 	}
 	return nil
 }
