@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -94,6 +95,7 @@ type Auth struct {
 	clock   clock.Clock
 	nonces  *nonces
 	counts  *ncTracker
+	logs    logLimit
 
 	stats struct {
 		challenged, authorized, failed, stale, replayed, forbidden, malformed atomic.Uint64
@@ -292,7 +294,10 @@ func (a *Auth) Authorize(c *routes.Context) (string, bool) {
 		return d.User, true
 	}
 	if d.Why != "no credentials" {
-		c.Logger().Info("authentication refused", "method", req.Method.String(), "code", d.Code, "why", d.Why)
+		if ok, skipped := a.logs.allow(a.clock.Now()); ok {
+			c.Logger().Info("authentication refused", "method", req.Method.String(), "code", d.Code, "why", d.Why,
+				"not_logged_before", skipped)
+		}
 	}
 	if err := c.Reply(d.Code, d.Reason, d.Headers...); err != nil {
 		c.Logger().Debug("cannot answer an authentication", "error", err)
@@ -367,4 +372,32 @@ func owner(req *sip.Request) (string, string) {
 		return from.Address.User, "From"
 	}
 	return "", "From"
+}
+
+// logLimit lets through at most logBurst refusal lines a second, so a
+// password-guessing flood does not flood the log; the next line logged says
+// how many were not (all are counted in Stats).
+type logLimit struct {
+	mu      sync.Mutex
+	second  int64
+	n       int
+	skipped int
+}
+
+const logBurst = 10
+
+func (l *logLimit) allow(now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sec := now.Unix(); sec != l.second {
+		l.second, l.n = sec, 0
+	}
+	if l.n >= logBurst {
+		l.skipped++
+		return false, 0
+	}
+	l.n++
+	skipped := l.skipped
+	l.skipped = 0
+	return true, skipped
 }

@@ -401,3 +401,23 @@ func TestNewOptions(t *testing.T) {
 	assert.Equal(t, []string{MD5}, a.Algorithms())
 	assert.Equal(t, []string{"INVITE", "REGISTER"}, a.Methods())
 }
+
+func TestRefusalLogIsRateLimited(t *testing.T) {
+	var l logLimit
+	now := time.Unix(100, 0)
+	for i := 0; i < logBurst; i++ {
+		ok, skipped := l.allow(now)
+		require.True(t, ok)
+		require.Zero(t, skipped)
+	}
+	for i := 0; i < 5; i++ {
+		ok, _ := l.allow(now.Add(900 * time.Millisecond))
+		require.False(t, ok)
+	}
+	ok, skipped := l.allow(now.Add(time.Second))
+	assert.True(t, ok)
+	assert.Equal(t, 5, skipped)
+	ok, skipped = l.allow(now.Add(time.Second))
+	assert.True(t, ok)
+	assert.Zero(t, skipped)
+}
