@@ -41,6 +41,10 @@ type OperateFlags struct {
 // that many can run side by side. cmd/sipasync uses admin.DefaultAddr.
 const EphemeralAdmin = "127.0.0.1:0"
 
+// txLinger is how long sipgo keeps a completed transaction to absorb
+// retransmissions (see Timer_J in Run).
+const txLinger = 5 * time.Second
+
 // Register adds the operator flags; def is the default --admin.
 func (f *OperateFlags) Register(fs *pflag.FlagSet, def string) {
 	fs.StringVar(&f.Admin, "admin", def, `admin listener host:port: Prometheus /metrics and JSON-RPC control on /rpc ("" or off: none; a non-loopback address needs --admin-token)`)
@@ -172,6 +176,14 @@ func Run(p Program) int {
 	// goroutine per unread ACK) for 5 s; ACK retransmissions then reach the
 	// request route as stray ACKs, which it drops.
 	sip.Timer_I = 0
+	// Completed transactions linger 5 s, Kamailio's wait timer (wt_timer),
+	// instead of sipgo's 64×T1 (32 s) for Timer J (non-INVITE server),
+	// L and M (INVITE server and client after a 2xx) and D (INVITE client
+	// after a 3xx-6xx): each keeps its parsed messages (~10 KiB), so a relay
+	// at 1,000 calls/s held ~330 MiB of heap in finished transactions (see
+	// benchmarks/RESULTS.md). A retransmission later than that is handled
+	// as Kamailio handles it after wt_timer.
+	sip.Timer_J, sip.Timer_L, sip.Timer_M, sip.Timer_D = txLinger, txLinger, txLinger, txLinger
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR2, syscall.SIGHUP)
 	defer signal.Stop(sigs)
