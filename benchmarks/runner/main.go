@@ -446,6 +446,10 @@ func displayCommand(fs *pflag.FlagSet) string {
 			}
 			return
 		}
+		if f.Value.Type() == "bool" && f.Value.String() == "true" {
+			parts = append(parts, "--"+f.Name)
+			return
+		}
 		parts = append(parts, "--"+f.Name+" "+quote(f.Value.String()))
 	}
 	for _, name := range order {

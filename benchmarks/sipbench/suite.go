@@ -395,6 +395,9 @@ func (s *Suite) SummaryMarkdown(chart string) string {
 		fmt.Fprintf(&b, "| %s %s (%s) | %s | %s | %s | %s / %s | %s / %s | %s / %s |\n",
 			sc.ID, sc.Name, park, sr, kr, ratio, sp, kp, sc2, kc, sm, km)
 	}
+	if n := s.busyLines(); n != "" {
+		b.WriteString("\n" + n)
+	}
 	if sh := s.shaperLines(); sh != "" {
 		b.WriteString("\n" + sh)
 	}
@@ -418,6 +421,27 @@ func (s *Suite) SummaryMarkdown(chart string) string {
 		fmt.Fprintf(&b, "\n![failure %% and p99 response time against offered rate, sipasync and Kamailio, per scenario](%s)\n", chart)
 	}
 	return b.String()
+}
+
+// busyLines names the unclean steps that ran while other work kept the
+// machine busy (the wait for a quiet machine ran out): their failure may
+// be the machine's, not the proxy's.
+func (s *Suite) busyLines() string {
+	var busy []string
+	for _, r := range s.Ladders {
+		for _, st := range r.Steps {
+			if !st.Clean && !st.Background.Quiet && st.Background.WaitedS > 0 {
+				busy = append(busy, fmt.Sprintf("%s %s at %s calls/s (%.1f other runnable tasks, load %.1f)",
+					r.Scenario.ID, r.Target, group(st.Rate), st.Background.Runnable, st.LoadAvg))
+			}
+		}
+	}
+	if len(busy) == 0 {
+		return ""
+	}
+	return "Unclean steps that started while other work kept the shared machine busy (the wait for at most the " +
+		"--quiet number of other runnable tasks ran out), so part of their failure may be the machine's: " +
+		strings.Join(busy, "; ") + ".\n"
 }
 
 // shaperLines describes the S5 steps (how exactly delays were kept).
