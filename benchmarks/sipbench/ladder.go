@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -257,7 +258,8 @@ func fmtRate(r float64) string {
 	return strconv.FormatFloat(r, 'f', 1, 64)
 }
 
-func fmtMS(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+// fmtMS renders milliseconds to at most two decimals.
+func fmtMS(v float64) string { return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64) }
 
 func fmtMiB(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
