@@ -526,9 +526,33 @@ func (t *Table) Suspend(tx *Tx, s Suspension) (Token, error) {
 	if tx.stx != nil && tx.req.IsInvite() && first {
 		// A retransmission before sipgo's 200 ms timer would cancel its
 		// automatic 100 Trying; send it now.
-		_ = tx.Respond(sip.NewResponseFromRequest(tx.req, sip.StatusTrying, "Trying", nil))
+		_ = tx.Respond(trying(tx.req))
 	}
 	return tx.token, nil
+}
+
+// trying is the 100 Trying for a parked INVITE: sip.NewResponseFromRequest's
+// response with the request's own From, To, Call-ID and CSeq headers in
+// place of its clones. sipgo keeps the 100 for retransmissions for as long
+// as the INVITE is parked, and the clones were about a quarter of a parked
+// transaction's memory. Sharing is safe: a 100 gets no To tag, the Via
+// (which gets rport/received) stays a copy, and nothing changes those
+// headers of a request in place.
+func trying(req *sip.Request) *sip.Response {
+	res := sip.NewResponseFromRequest(req, sip.StatusTrying, "Trying", nil)
+	if h := req.From(); h != nil {
+		res.ReplaceHeader(h)
+	}
+	if h := req.To(); h != nil {
+		res.ReplaceHeader(h)
+	}
+	if h := req.CallID(); h != nil {
+		res.ReplaceHeader(h)
+	}
+	if h := req.CSeq(); h != nil {
+		res.ReplaceHeader(h)
+	}
+	return res
 }
 
 // Continue takes a suspended transaction back to live for a resume and
