@@ -314,12 +314,18 @@ func (p *kamailioInstance) Stop(ctx context.Context) (Exit, error) {
 				<-p.done
 			}
 		}
-		// Children left behind (the main process was killed): end them.
+		// Children left behind (the main process was killed): end them,
+		// checking that the PID is still a kamailio whose parent was ours
+		// or, orphaned, init (not a reused PID).
 		for _, c := range kids {
-			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c)); err == nil {
-				if pp, ok := parseStatPPID(b); ok && (pp == p.cmd.Process.Pid || pp == 1) {
-					_ = syscall.Kill(c, syscall.SIGKILL)
-				}
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c))
+			if err != nil {
+				continue
+			}
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", c))
+			if pp, ok := parseStatPPID(b); ok && (pp == p.cmd.Process.Pid || pp == 1) &&
+				strings.TrimSpace(string(comm)) == "kamailio" {
+				_ = syscall.Kill(c, syscall.SIGKILL)
 			}
 		}
 		p.exit.Code = p.cmd.ProcessState.ExitCode()
