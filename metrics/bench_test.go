@@ -2,9 +2,12 @@ package metrics
 
 import (
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sipasync/sipasync/transaction"
 )
 
 // The per-message hooks run on every request and response: they must cost
@@ -63,4 +66,21 @@ func TestTrafficHooksDoNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { tr.Request(req); tr.Response(req, 404) }); n != 0 {
 		t.Fatalf("%v allocations per request+response, want 0", n)
 	}
+}
+
+// BenchmarkTrafficParkEnded is the hook's work when a park ends: the end
+// counter by kind and reason and the duration histogram by kind.
+func BenchmarkTrafficParkEnded(b *testing.B) {
+	tr, err := NewTraffic(prometheus.NewRegistry(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := transaction.Suspension{Route: "R", Kind: "async_ms_route", Since: time.Now()}
+	now := s.Since.Add(100 * time.Millisecond)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			tr.ended(s, "timer", now)
+		}
+	})
 }

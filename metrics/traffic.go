@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,44 @@ type Traffic struct {
 	otherCode   []prometheus.Counter                 // index: methodIndex
 	methodIdx   map[string]int                       // read-only after NewTraffic
 	names       []string                             // label of each methodIndex
+
+	// The park series, resolved once per label set: WithLabelValues hashes
+	// the labels on every call, which the CPU profile at the S1 limit showed
+	// as 8 % of the proxy (benchmarks/RESULTS.md).
+	parkBy     labelCache[prometheus.Counter]
+	endBy      labelCache[prometheus.Counter]
+	durationBy labelCache[prometheus.Observer]
+}
+
+// labelKey is one or two label values.
+type labelKey struct{ a, b string }
+
+// labelCache maps label values to their resolved series. Kinds and reasons
+// are a small fixed set, so it stays small.
+type labelCache[T any] struct {
+	mu   sync.RWMutex
+	m    map[labelKey]T
+	make func(labelKey) T
+}
+
+func (c *labelCache[T]) get(a, b string) T {
+	k := labelKey{a, b}
+	c.mu.RLock()
+	v, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return v
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok = c.m[k]; !ok {
+		if c.m == nil {
+			c.m = make(map[labelKey]T)
+		}
+		v = c.make(k)
+		c.m[k] = v
+	}
+	return v
 }
 
 // NewTraffic makes the per-message collectors and registers them on reg.
@@ -77,6 +116,9 @@ func NewTraffic(reg prometheus.Registerer, clk clock.Clock) (*Traffic, error) {
 			return nil, err
 		}
 	}
+	t.parkBy.make = func(k labelKey) prometheus.Counter { return t.parks.WithLabelValues(k.a) }
+	t.endBy.make = func(k labelKey) prometheus.Counter { return t.ends.WithLabelValues(k.a, k.b) }
+	t.durationBy.make = func(k labelKey) prometheus.Observer { return t.duration.WithLabelValues(k.a) }
 	all := append(append([]string{}, methods...), otherMethod)
 	t.names = all
 	t.reqByMethod = make([]prometheus.Counter, len(all))
@@ -121,7 +163,7 @@ func (t *Traffic) Response(req *sip.Request, code int) {
 func (t *Traffic) Transaction(tx *transaction.Tx, ev transaction.Event) {
 	switch ev {
 	case transaction.EvSuspended:
-		t.parks.WithLabelValues(tx.Suspension().Kind).Inc()
+		t.parkBy.get(tx.Suspension().Kind, "").Inc()
 	case transaction.EvResumed:
 		s := tx.Suspension()
 		reason, _ := tx.ResumeReason()
@@ -142,8 +184,8 @@ func (t *Traffic) Transaction(tx *transaction.Tx, ev transaction.Event) {
 }
 
 func (t *Traffic) ended(s transaction.Suspension, reason string, now time.Time) {
-	t.ends.WithLabelValues(s.Kind, reason).Inc()
+	t.endBy.get(s.Kind, reason).Inc()
 	if !s.Since.IsZero() {
-		t.duration.WithLabelValues(s.Kind).Observe(now.Sub(s.Since).Seconds())
+		t.durationBy.get(s.Kind, "").Observe(now.Sub(s.Since).Seconds())
 	}
 }
