@@ -97,6 +97,7 @@ func TestBadFlagsExitTwoWithOneLine(t *testing.T) {
 		{"--async-ms-timer", "5000"},
 		{"--async-workers-group", "workers=4"},
 		{"--outbound", "sip:[]"},
+		{"--overload-runnable", "-5"},
 	}
 	for _, args := range cases {
 		out, code := runExit(t, "sipasync", args...)

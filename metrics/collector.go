@@ -56,6 +56,10 @@ type Sources struct {
 	DeviceState func() devicestate.Stats
 	// Draining reports whether the proxy refuses new transactions.
 	Draining func() bool
+	// Input counts the messages refused before routing; Overload is
+	// overload control's state.
+	Input    func() sipproxy.InputStats
+	Overload func() sipproxy.OverloadStats
 }
 
 // GroupsOf adapts a workergroups.Groups to Sources.Groups.
@@ -121,6 +125,11 @@ var (
 	mProxyStray         = counter("sipproxy", "stray_responses_total", "Responses matching no client transaction.")
 	mProxyActiveRelays  = gauge("sipproxy", "active_relays", "Relayed transactions waiting for a final response.")
 	mProxyDraining      = gauge("sipproxy", "draining", "1 while the proxy refuses new transactions (lame duck or shutdown).")
+	mInRefused          = counter("sipproxy", "refused_total", "Messages refused before routing, by reason: malformed (400 and the like), too_large (513), overload (503 from overload control).", "reason")
+	mInUnanswered       = counter("sipproxy", "refused_unanswered_total", "Refused messages that got no answer (no request line or Via to answer to, or the send failed), by reason.", "reason")
+	mInShedACKs         = counter("sipproxy", "overload_acks_total", "ACKs for overload 503s, absorbed on UDP.")
+	mOverloadRunnable   = gauge("sipproxy", "overload_runnable", "Goroutines waiting to run, averaged: what overload control watches.")
+	mOverloadShedding   = gauge("sipproxy", "overload_shedding", "Share of new requests answered 503 by overload control now (0 to 1).")
 
 	mTxLive     = gauge("transaction", "live", "Transactions in the table (live and parked).")
 	mTxParked   = gauge("transaction", "parked", "Transactions parked now.")
@@ -185,6 +194,7 @@ var (
 
 var allMetrics = []metric{mProxyRelays, mProxyRelayRejected, mProxyDropped, mProxyNoReply, mProxyPanics,
 	mProxyRejected, mProxyUnmatched, mProxyStray, mProxyActiveRelays, mProxyDraining,
+	mInRefused, mInUnanswered, mInShedACKs, mOverloadRunnable, mOverloadShedding,
 	mTxLive, mTxParked, mTxCreated, mTxExpired, mTxCanceled, mTxStale, mTxEnded, mTxRejected, mTxLate,
 	mAsyncRefused, mAsyncRejected, mAsyncData, mAsyncDataRej, mAsyncTKV, mAsyncTKVRej,
 	mWheelPending, mWheelFired, mWheelCancelled, mWheelLateTicks, mWheelOverflowed,
@@ -201,7 +211,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-func emit[N int | int64 | uint64](ch chan<- prometheus.Metric, m metric, v N, labels ...string) {
+func emit[N int | int64 | uint64 | float64](ch chan<- prometheus.Metric, m metric, v N, labels ...string) {
 	ch <- prometheus.MustNewConstMetric(m.desc, m.typ, float64(v), labels...)
 }
 
@@ -232,6 +242,21 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s.Draining != nil {
 		emit(ch, mProxyDraining, b2i(s.Draining()))
+	}
+	if s.Input != nil {
+		in := s.Input()
+		emit(ch, mInRefused, in.Malformed, "malformed")
+		emit(ch, mInRefused, in.TooLarge, "too_large")
+		emit(ch, mInRefused, in.Shed, "overload")
+		emit(ch, mInUnanswered, in.MalformedDropped, "malformed")
+		emit(ch, mInUnanswered, in.TooLargeDropped, "too_large")
+		emit(ch, mInUnanswered, in.ShedDropped, "overload")
+		emit(ch, mInShedACKs, in.ShedACKs)
+	}
+	if s.Overload != nil {
+		o := s.Overload()
+		emit(ch, mOverloadRunnable, o.Runnable)
+		emit(ch, mOverloadShedding, o.Shedding)
 	}
 	if s.Transactions != nil {
 		t := s.Transactions()

@@ -155,6 +155,10 @@ func TestCollectorReadsStatsAtScrapeTime(t *testing.T) {
 		},
 		DeviceState: func() devicestate.Stats { return devicestate.Stats{Changes: 13, Devices: 2} },
 		Draining:    func() bool { return true },
+		Input: func() sipproxy.InputStats {
+			return sipproxy.InputStats{Malformed: 4, MalformedDropped: 1, Shed: 9, ShedDropped: 2, ShedACKs: 7}
+		},
+		Overload: func() sipproxy.OverloadStats { return sipproxy.OverloadStats{Runnable: 312.5, Shedding: 0.25} },
 	}
 	c, err := Register(reg, src)
 	require.NoError(t, err)
@@ -186,11 +190,32 @@ sipasync_devicestate_changes_total 13
 # HELP sipasync_sipproxy_draining 1 while the proxy refuses new transactions (lame duck or shutdown).
 # TYPE sipasync_sipproxy_draining gauge
 sipasync_sipproxy_draining 1
+# HELP sipasync_sipproxy_refused_total Messages refused before routing, by reason: malformed (400 and the like), too_large (513), overload (503 from overload control).
+# TYPE sipasync_sipproxy_refused_total counter
+sipasync_sipproxy_refused_total{reason="malformed"} 4
+sipasync_sipproxy_refused_total{reason="overload"} 9
+sipasync_sipproxy_refused_total{reason="too_large"} 0
+# HELP sipasync_sipproxy_refused_unanswered_total Refused messages that got no answer (no request line or Via to answer to, or the send failed), by reason.
+# TYPE sipasync_sipproxy_refused_unanswered_total counter
+sipasync_sipproxy_refused_unanswered_total{reason="malformed"} 1
+sipasync_sipproxy_refused_unanswered_total{reason="overload"} 2
+sipasync_sipproxy_refused_unanswered_total{reason="too_large"} 0
+# HELP sipasync_sipproxy_overload_acks_total ACKs for overload 503s, absorbed on UDP.
+# TYPE sipasync_sipproxy_overload_acks_total counter
+sipasync_sipproxy_overload_acks_total 7
+# HELP sipasync_sipproxy_overload_shedding Share of new requests answered 503 by overload control now (0 to 1).
+# TYPE sipasync_sipproxy_overload_shedding gauge
+sipasync_sipproxy_overload_shedding 0.25
+# HELP sipasync_sipproxy_overload_runnable Goroutines waiting to run, averaged: what overload control watches.
+# TYPE sipasync_sipproxy_overload_runnable gauge
+sipasync_sipproxy_overload_runnable 312.5
 `
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"sipasync_transaction_parked", "sipasync_workergroups_completed_total", "sipasync_eventbus_dropped_total",
 		"sipasync_transport_confirmed_total", "sipasync_timerwheel_late_ticks_total",
-		"sipasync_devicestate_changes_total", "sipasync_sipproxy_draining"))
+		"sipasync_devicestate_changes_total", "sipasync_sipproxy_draining", "sipasync_sipproxy_refused_total",
+		"sipasync_sipproxy_refused_unanswered_total", "sipasync_sipproxy_overload_acks_total",
+		"sipasync_sipproxy_overload_shedding", "sipasync_sipproxy_overload_runnable"))
 
 	parked = 1 // read again at the next scrape
 	mfs, err := reg.Gather()

@@ -47,13 +47,20 @@ type InputStats struct {
 	TooLarge uint64
 	// TooLargeDropped counts those that got no answer.
 	TooLargeDropped uint64
+	// Shed counts new requests answered 503 by overload control.
+	Shed uint64
+	// ShedDropped counts those whose 503 could not be built or sent.
+	ShedDropped uint64
+	// ShedACKs counts ACKs for those 503s, absorbed on UDP.
+	ShedACKs uint64
 }
 
 // InputStats returns the counts of refused input.
 func (p *Proxy) InputStats() InputStats {
 	g := p.guard
 	return InputStats{Malformed: g.malformed.Load(), MalformedDropped: g.malformedDropped.Load(),
-		TooLarge: g.tooLarge.Load(), TooLargeDropped: g.tooLargeDropped.Load()}
+		TooLarge: g.tooLarge.Load(), TooLargeDropped: g.tooLargeDropped.Load(),
+		Shed: g.shed.Load(), ShedDropped: g.shedDropped.Load(), ShedACKs: g.shedACKs.Load()}
 }
 
 type guard struct {
@@ -64,8 +71,10 @@ type guard struct {
 
 	malformed, malformedDropped atomic.Uint64
 	tooLarge, tooLargeDropped   atomic.Uint64
+	shed, shedDropped, shedACKs atomic.Uint64
 	lastWarn                    atomic.Int64
 	tags                        atomic.Uint64
+	overload                    *overload // nil: overload control off
 
 	mu      sync.Mutex
 	packets []*guardPacketConn
@@ -218,6 +227,11 @@ func sample(s string) string {
 // answer is never longer than the request plus a few hundred bytes, so it
 // cannot amplify.
 func rawReply(msg []byte, code int, reason, tag string) []byte {
+	return rawReplyWith(msg, code, reason, tag, "")
+}
+
+// rawReplyWith is rawReply with extra header lines (each ending in CRLF).
+func rawReplyWith(msg []byte, code int, reason, tag, extra string) []byte {
 	line, rest := cutLine(msg)
 	if !isRequestLine(line) {
 		return nil
@@ -273,6 +287,7 @@ func rawReply(msg []byte, code int, reason, tag string) []byte {
 	if vias == 0 {
 		return nil
 	}
+	b.WriteString(extra)
 	b.WriteString("Server: sipasync\r\nContent-Length: 0\r\n\r\n")
 	if b.Len() > len(msg)+256 {
 		return nil
@@ -423,6 +438,12 @@ func (c *guardPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			c.g.malformed.Add(1)
 			c.g.malformedDropped.Add(1)
 			c.g.warn("datagram of NUL bytes dropped", "size "+strconv.Itoa(n), "")
+			continue
+		}
+		if c.g.overload.shedding() && c.g.shedDatagram(buf[:n], func(res []byte) error {
+			_, err := c.PacketConn.WriteTo(res, addr)
+			return err
+		}) {
 			continue
 		}
 		c.mu.Lock()

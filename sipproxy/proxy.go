@@ -83,6 +83,10 @@ type Config struct {
 	// MaxHeaders is the most header fields a request may carry (0 means
 	// DefaultMaxHeaders); past it, 400.
 	MaxHeaders int
+	// Overload configures overload control: while the run queue stays
+	// long, new requests are answered 503 with Retry-After (see
+	// OverloadConfig). On by default.
+	Overload OverloadConfig
 	// Auth, if set, challenges and verifies initial requests in the
 	// default route (DefaultRoute); see Authorizer.
 	Auth         Authorizer
@@ -111,6 +115,9 @@ type Proxy struct {
 	txs    *transaction.Table
 	loc    *Location
 	guard  *guard // refused input: validation, parse failures, size limit
+	// overload sheds new requests while the proxy is past its capacity
+	// (nil: off).
+	overload *overload
 
 	myself   map[string]bool
 	listenBy map[string]Listen // first listener per network (lower case)
@@ -184,6 +191,8 @@ func New(cfg Config, table *routes.Table) (*Proxy, error) {
 	p.txs = transaction.New(cfg.Transactions)
 	p.loc = NewLocation(cfg.Location)
 	p.guard = newGuard(cfg.MaxMessageSize, cfg.MaxHeaders, cfg.Logger, cfg.Clock)
+	p.overload = newOverload(cfg.Overload, cfg.Clock, cfg.Logger)
+	p.guard.overload = p.overload
 	sipgoLog := p.guard.logger(cfg.Logger.Handler())
 
 	ua, err := sipgo.NewUA(
@@ -252,6 +261,9 @@ func (p *Proxy) Start(ctx context.Context) error {
 		p.log.Info("listening", "socket", l.String())
 	}
 	go p.loc.Run(p.ctx.Done(), time.Second)
+	if p.overload != nil {
+		go p.overload.run(p.ctx)
+	}
 	return nil
 }
 
@@ -437,6 +449,9 @@ func (p *Proxy) onRequest(req *sip.Request, stx *sip.ServerTx) {
 	}
 	if p.cfg.OnRequest != nil {
 		p.cfg.OnRequest(req)
+	}
+	if req.Transport() != "UDP" && p.shedRequest(req, stx) {
+		return
 	}
 	switch {
 	case req.IsCancel():

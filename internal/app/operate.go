@@ -269,6 +269,8 @@ func (a *App) collect() error {
 		Subscribers:  a.Events.Subscribers,
 		DeviceState:  a.DeviceState.Stats,
 		Draining:     a.Proxy.Draining,
+		Input:        a.Proxy.InputStats,
+		Overload:     a.Proxy.OverloadStats,
 	}
 	c, err := metrics.Register(a.Registry, src)
 	if err != nil {

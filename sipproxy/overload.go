@@ -1,0 +1,292 @@
+package sipproxy
+
+import (
+	"bytes"
+	"context"
+	"hash/fnv"
+	"log/slog"
+	"runtime/metrics"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"github.com/emiago/sipgo/sip"
+)
+
+// Overload control. Past its capacity a SIP proxy does not slow down
+// gracefully: late answers bring retransmissions, which are more load, and
+// the run collapses (sipgo also starts one goroutine per message, so the
+// backlog is memory too). The proxy watches the Go scheduler's run queue
+// (goroutines ready to run and not running: the work it has taken and not
+// yet done) and, while that queue stays long, answers a growing fraction
+// of new requests 503 with Retry-After before they cost a transaction.
+// In-dialog requests, ACKs, CANCELs and responses always pass: they finish
+// calls already taken. On UDP the 503 is written by the socket wrapper
+// from the raw bytes, before sipgo parses them; on stream transports it is
+// sent when the request reaches the proxy. Which calls are shed is decided
+// by a hash of the Call-ID, so the retransmissions of a request get the
+// same answer as the request while the fraction holds.
+
+// DefaultOverloadRunnable is OverloadConfig.Runnable's default: the average
+// number of runnable goroutines above which new requests are shed.
+const DefaultOverloadRunnable = 256
+
+// OverloadConfig configures overload control (Config.Overload).
+type OverloadConfig struct {
+	// Runnable is the run-queue length, averaged over a few samples, above
+	// which new requests are shed. 0 means DefaultOverloadRunnable; < 0
+	// turns overload control off.
+	Runnable int
+	// Interval is the sampling period; 0 means 10ms.
+	Interval time.Duration
+	// Sample reads the run-queue length; nil reads the Go runtime's
+	// /sched/goroutines/runnable:goroutines. Tests set it.
+	Sample func() int
+}
+
+// OverloadStats describe overload control now.
+type OverloadStats struct {
+	// Runnable is the averaged run-queue length of the last sample.
+	Runnable float64
+	// Shedding is the fraction of new requests answered 503 now (0 to 1).
+	Shedding float64
+}
+
+// Shed fraction steps per sample, in 1/shedScale: up fast while over the
+// mark, down slowly once under half of it (about 0.16 s to shed all, 0.64 s
+// to shed none again at 10ms samples).
+const (
+	overloadWeight = 0.125 // of a new sample in the average (about 80ms at 10ms samples)
+	shedScale      = 1 << 16
+	shedUp         = shedScale / 16
+	shedDown       = shedScale / 64
+)
+
+type overload struct {
+	high     float64
+	interval time.Duration
+	sample   func() int
+	clock    clock.Clock
+	log      *slog.Logger
+
+	frac atomic.Uint32 // shed fraction, in 1/shedScale
+	avg  atomic.Uint64 // the averaged run queue ×1000
+}
+
+func newOverload(cfg OverloadConfig, clk clock.Clock, log *slog.Logger) *overload {
+	if cfg.Runnable < 0 {
+		return nil
+	}
+	if cfg.Runnable == 0 {
+		cfg.Runnable = DefaultOverloadRunnable
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 10 * time.Millisecond
+	}
+	o := &overload{high: float64(cfg.Runnable), interval: cfg.Interval, sample: cfg.Sample, clock: clk, log: log}
+	if o.sample == nil {
+		o.sample = runtimeRunnable()
+	}
+	return o
+}
+
+// runtimeRunnable returns a reader of the runtime's run-queue length (no
+// allocation per read; the runtime takes its scheduler lock briefly).
+func runtimeRunnable() func() int {
+	s := []metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
+	return func() int {
+		metrics.Read(s)
+		if s[0].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return int(s[0].Value.Uint64())
+	}
+}
+
+// run samples until ctx ends.
+func (o *overload) run(ctx context.Context) {
+	t := o.clock.Ticker(o.interval)
+	defer t.Stop()
+	avg := 0.0
+	for {
+		select {
+		case <-ctx.Done():
+			o.frac.Store(0)
+			return
+		case <-t.C:
+			avg = o.step(avg)
+		}
+	}
+}
+
+// step takes one sample and moves the shed fraction; it returns the new
+// average.
+func (o *overload) step(avg float64) float64 {
+	avg = avg*(1-overloadWeight) + float64(o.sample())*overloadWeight
+	o.avg.Store(uint64(avg * 1000))
+	f := o.frac.Load()
+	switch {
+	case avg > o.high:
+		nf := min(f+shedUp, shedScale)
+		o.frac.Store(nf)
+		if f == 0 {
+			o.log.Warn("overload: shedding new requests (503)", "runnable", int(avg), "mark", int(o.high))
+		}
+	case avg < o.high/2 && f > 0:
+		nf := uint32(0)
+		if f > shedDown {
+			nf = f - shedDown
+		}
+		o.frac.Store(nf)
+		if nf == 0 {
+			o.log.Info("overload: no longer shedding", "runnable", int(avg))
+		}
+	}
+	return avg
+}
+
+// stats reports the state for metrics.
+func (o *overload) stats() OverloadStats {
+	if o == nil {
+		return OverloadStats{}
+	}
+	return OverloadStats{Runnable: float64(o.avg.Load()) / 1000, Shedding: float64(o.frac.Load()) / shedScale}
+}
+
+// shedding reports whether any request may be shed now.
+func (o *overload) shedding() bool { return o != nil && o.frac.Load() > 0 }
+
+// shed reports whether a new request with this Call-ID is to be refused.
+func (o *overload) shed(callID []byte) bool {
+	f := o.frac.Load()
+	if f == 0 {
+		return false
+	}
+	if f >= shedScale {
+		return true
+	}
+	h := fnv.New32a()
+	_, _ = h.Write(callID)
+	return h.Sum32()%shedScale < f
+}
+
+// OverloadStats returns overload control's state (zero when it is off).
+func (p *Proxy) OverloadStats() OverloadStats { return p.overload.stats() }
+
+// shedRequest answers a parsed new request 503 when overload control says
+// so (stream transports; UDP is shed in the socket wrapper) and reports
+// whether it did.
+func (p *Proxy) shedRequest(req *sip.Request, stx *sip.ServerTx) bool {
+	o := p.overload
+	if !o.shedding() || req.IsAck() || req.IsCancel() || inDialog(req) {
+		return false
+	}
+	cid := req.CallID()
+	if cid == nil || !o.shed([]byte(cid.Value())) {
+		return false
+	}
+	g := p.guard
+	g.shed.Add(1)
+	res := sip.NewResponseFromRequest(req, sip.StatusServiceUnavailable, "Service Unavailable", nil)
+	res.AppendHeader(retryAfter())
+	if err := stx.Respond(res); err != nil {
+		g.shedDropped.Add(1)
+	} else if p.cfg.Transactions.OnRespond != nil {
+		p.cfg.Transactions.OnRespond(req, res.StatusCode)
+	}
+	return true
+}
+
+// inDialog reports whether a parsed request carries a To tag.
+func inDialog(req *sip.Request) bool {
+	to := req.To()
+	if to == nil || to.Params == nil {
+		return false
+	}
+	_, ok := to.Params.Get("tag")
+	return ok
+}
+
+// shedTag starts the To tag of a 503 the socket wrapper sends, so that the
+// ACKs for those answers are recognized and absorbed there.
+const shedTag = "sa-ovl-"
+
+// shedDatagram applies overload control to a datagram read from a UDP
+// socket and reports whether it was consumed (answered 503, or an ACK for
+// such an answer). Anything it cannot classify passes to sipgo.
+func (g *guard) shedDatagram(msg []byte, write func([]byte) error) bool {
+	o := g.overload
+	line, rest := cutLine(msg)
+	if !isRequestLine(line) {
+		return false // a response: it finishes work already taken
+	}
+	method, _, _ := bytes.Cut(line, []byte(" "))
+	var callID, toTag []byte
+	hasTo := false
+	for len(rest) > 0 {
+		var h []byte
+		h, rest = cutLine(rest)
+		if len(h) == 0 {
+			break
+		}
+		name, value, ok := bytes.Cut(h, []byte(":"))
+		if !ok {
+			continue
+		}
+		name = bytes.TrimSpace(name)
+		switch {
+		case bytes.EqualFold(name, []byte("call-id")) || bytes.EqualFold(name, []byte("i")):
+			callID = bytes.TrimSpace(value)
+		case bytes.EqualFold(name, []byte("to")) || bytes.EqualFold(name, []byte("t")):
+			hasTo = true
+			toTag = headerTag(value)
+		}
+	}
+	switch string(method) {
+	case "ACK":
+		if bytes.HasPrefix(toTag, []byte(shedTag)) {
+			g.shedACKs.Add(1)
+			return true
+		}
+		return false
+	case "CANCEL":
+		return false
+	}
+	if !hasTo || toTag != nil || callID == nil || !o.shed(callID) {
+		return false // in-dialog, admitted, or malformed (sipgo refuses it)
+	}
+	g.shed.Add(1)
+	res := rawReplyWith(msg, 503, "Service Unavailable", shedTag+strconv.FormatUint(g.tags.Add(1), 36), "Retry-After: 5\r\n")
+	if res == nil || write(res) != nil {
+		g.shedDropped.Add(1)
+	}
+	return true
+}
+
+// headerTag returns the tag parameter of a From/To value, nil if none.
+func headerTag(v []byte) []byte {
+	// Parameters follow the name-addr's '>' or, without one, the URI.
+	if i := bytes.LastIndexByte(v, '>'); i >= 0 {
+		v = v[i+1:]
+	}
+	for len(v) > 0 {
+		i := bytes.IndexByte(v, ';')
+		if i < 0 {
+			return nil
+		}
+		v = v[i+1:]
+		p := v
+		if j := bytes.IndexByte(p, ';'); j >= 0 {
+			p = p[:j]
+		}
+		k, val, _ := bytes.Cut(p, []byte("="))
+		if bytes.EqualFold(bytes.TrimSpace(k), []byte("tag")) {
+			if val = bytes.TrimSpace(val); len(val) > 0 {
+				return val
+			}
+			return nil
+		}
+	}
+	return nil
+}
