@@ -102,6 +102,10 @@ type Sample struct {
 	// go_memstats_heap_alloc_bytes.
 	HeapInuse float64 `json:"heap_inuse_bytes"`
 	HeapAlloc float64 `json:"heap_alloc_bytes"`
+	// HeapGoal is go_memstats_next_gc_bytes: the heap size at which the
+	// next GC starts, proportional to the heap live after the last one
+	// (the smoothest view of the live heap).
+	HeapGoal float64 `json:"heap_goal_bytes"`
 	// RSS is process_resident_memory_bytes.
 	RSS float64 `json:"rss_bytes"`
 	// Live, Parked and Relays are the transaction table's live and parked
@@ -132,6 +136,7 @@ func sampleOf(m Metrics, t float64) (Sample, error) {
 		Goroutines: m["go_goroutines"],
 		HeapInuse:  m["go_memstats_heap_inuse_bytes"],
 		HeapAlloc:  m["go_memstats_heap_alloc_bytes"],
+		HeapGoal:   m["go_memstats_next_gc_bytes"],
 		RSS:        m["process_resident_memory_bytes"],
 		Live:       m.Sum("sipasync_transaction_live"),
 		Parked:     m.Sum("sipasync_transaction_parked"),
