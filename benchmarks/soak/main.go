@@ -129,6 +129,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if o.out == "" {
 		o.out = filepath.Join(repo, "benchmarks", "out", "soak-"+stamp)
 	}
+	if o.out, err = filepath.Abs(o.out); err != nil {
+		fmt.Fprintf(stderr, "soak: --out: %v\n", err)
+		return 2
+	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		fmt.Fprintf(stderr, "soak: %v\n", err)
 		return 2
