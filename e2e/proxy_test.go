@@ -98,6 +98,7 @@ func TestBadFlagsExitTwoWithOneLine(t *testing.T) {
 		{"--async-workers-group", "workers=4"},
 		{"--outbound", "sip:[]"},
 		{"--overload-runnable", "-5"},
+		{"--overload-delay", "-1s"},
 	}
 	for _, args := range cases {
 		out, code := runExit(t, "sipasync", args...)

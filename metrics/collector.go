@@ -129,6 +129,7 @@ var (
 	mInUnanswered       = counter("sipproxy", "refused_unanswered_total", "Refused messages that got no answer (no request line or Via to answer to, or the send failed), by reason.", "reason")
 	mInShedACKs         = counter("sipproxy", "overload_acks_total", "ACKs for overload 503s, absorbed on UDP.")
 	mOverloadRunnable   = gauge("sipproxy", "overload_runnable", "Goroutines waiting to run, averaged: what overload control watches.")
+	mOverloadDelay      = gauge("sipproxy", "overload_delay_seconds", "Least queueing delay of a UDP datagram in overload control's last window.")
 	mOverloadShedding   = gauge("sipproxy", "overload_shedding", "Share of new requests answered 503 by overload control now (0 to 1).")
 
 	mTxLive     = gauge("transaction", "live", "Transactions in the table (live and parked).")
@@ -194,7 +195,7 @@ var (
 
 var allMetrics = []metric{mProxyRelays, mProxyRelayRejected, mProxyDropped, mProxyNoReply, mProxyPanics,
 	mProxyRejected, mProxyUnmatched, mProxyStray, mProxyActiveRelays, mProxyDraining,
-	mInRefused, mInUnanswered, mInShedACKs, mOverloadRunnable, mOverloadShedding,
+	mInRefused, mInUnanswered, mInShedACKs, mOverloadRunnable, mOverloadDelay, mOverloadShedding,
 	mTxLive, mTxParked, mTxCreated, mTxExpired, mTxCanceled, mTxStale, mTxEnded, mTxRejected, mTxLate,
 	mAsyncRefused, mAsyncRejected, mAsyncData, mAsyncDataRej, mAsyncTKV, mAsyncTKVRej,
 	mWheelPending, mWheelFired, mWheelCancelled, mWheelLateTicks, mWheelOverflowed,
@@ -256,6 +257,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if s.Overload != nil {
 		o := s.Overload()
 		emit(ch, mOverloadRunnable, o.Runnable)
+		emit(ch, mOverloadDelay, o.Delay.Seconds())
 		emit(ch, mOverloadShedding, o.Shedding)
 	}
 	if s.Transactions != nil {

@@ -158,7 +158,9 @@ func TestCollectorReadsStatsAtScrapeTime(t *testing.T) {
 		Input: func() sipproxy.InputStats {
 			return sipproxy.InputStats{Malformed: 4, MalformedDropped: 1, Shed: 9, ShedDropped: 2, ShedACKs: 7}
 		},
-		Overload: func() sipproxy.OverloadStats { return sipproxy.OverloadStats{Runnable: 312.5, Shedding: 0.25} },
+		Overload: func() sipproxy.OverloadStats {
+			return sipproxy.OverloadStats{Runnable: 312.5, Delay: 150 * time.Millisecond, Shedding: 0.25}
+		},
 	}
 	c, err := Register(reg, src)
 	require.NoError(t, err)
@@ -206,6 +208,9 @@ sipasync_sipproxy_overload_acks_total 7
 # HELP sipasync_sipproxy_overload_shedding Share of new requests answered 503 by overload control now (0 to 1).
 # TYPE sipasync_sipproxy_overload_shedding gauge
 sipasync_sipproxy_overload_shedding 0.25
+# HELP sipasync_sipproxy_overload_delay_seconds Least queueing delay of a UDP datagram in overload control's last window.
+# TYPE sipasync_sipproxy_overload_delay_seconds gauge
+sipasync_sipproxy_overload_delay_seconds 0.15
 # HELP sipasync_sipproxy_overload_runnable Goroutines waiting to run, averaged: what overload control watches.
 # TYPE sipasync_sipproxy_overload_runnable gauge
 sipasync_sipproxy_overload_runnable 312.5
@@ -215,7 +220,7 @@ sipasync_sipproxy_overload_runnable 312.5
 		"sipasync_transport_confirmed_total", "sipasync_timerwheel_late_ticks_total",
 		"sipasync_devicestate_changes_total", "sipasync_sipproxy_draining", "sipasync_sipproxy_refused_total",
 		"sipasync_sipproxy_refused_unanswered_total", "sipasync_sipproxy_overload_acks_total",
-		"sipasync_sipproxy_overload_shedding", "sipasync_sipproxy_overload_runnable"))
+		"sipasync_sipproxy_overload_shedding", "sipasync_sipproxy_overload_runnable", "sipasync_sipproxy_overload_delay_seconds"))
 
 	parked = 1 // read again at the next scrape
 	mfs, err := reg.Gather()

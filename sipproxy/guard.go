@@ -397,6 +397,11 @@ func (h sipgoLog) WithGroup(name string) slog.Handler {
 type guardPacketConn struct {
 	net.PacketConn
 	g *guard
+	// uc and oob read datagrams with their arrival stamps when overload
+	// control watches the queueing delay (uc nil otherwise); only the
+	// socket's one reader uses them.
+	uc  *net.UDPConn
+	oob []byte
 
 	mu   sync.Mutex
 	last []byte
@@ -405,6 +410,9 @@ type guardPacketConn struct {
 
 func (g *guard) packetConn(pc net.PacketConn) net.PacketConn {
 	c := &guardPacketConn{PacketConn: pc, g: g}
+	if uc, ok := pc.(*net.UDPConn); ok && g.overload.watchesDelay() && enableRxTimestamps(uc) {
+		c.uc, c.oob = uc, make([]byte, rxOOBSize)
+	}
 	g.mu.Lock()
 	g.packets = append(g.packets[:len(g.packets):len(g.packets)], c)
 	g.mu.Unlock()
@@ -423,7 +431,7 @@ func (c *guardPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		buf = buf[:c.g.maxSize+1]
 	}
 	for {
-		n, addr, err := c.PacketConn.ReadFrom(buf)
+		n, addr, err := c.read(buf)
 		if err != nil {
 			return n, addr, err
 		}
@@ -451,6 +459,25 @@ func (c *guardPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		c.mu.Unlock()
 		return n, addr, nil
 	}
+}
+
+// read reads one datagram; with arrival stamps on, it gives overload
+// control the time the datagram waited in the socket's queue.
+func (c *guardPacketConn) read(b []byte) (int, net.Addr, error) {
+	if c.uc == nil {
+		return c.PacketConn.ReadFrom(b)
+	}
+	n, oobn, _, ua, err := c.uc.ReadMsgUDP(b, c.oob)
+	if err != nil {
+		if ua == nil {
+			return n, nil, err
+		}
+		return n, ua, err
+	}
+	if at, ok := rxTimestamp(c.oob[:oobn]); ok {
+		c.g.overload.observe(time.Since(at))
+	}
+	return n, ua, nil
 }
 
 // take returns the sender of the last datagram if it was data, once.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"hash/fnv"
 	"log/slog"
+	"math"
 	"runtime/metrics"
 	"strconv"
 	"sync/atomic"
@@ -16,29 +17,44 @@ import (
 
 // Overload control. Past its capacity a SIP proxy does not slow down
 // gracefully: late answers bring retransmissions, which are more load, and
-// the run collapses (sipgo also starts one goroutine per message, so the
-// backlog is memory too). The proxy watches the Go scheduler's run queue
-// (goroutines ready to run and not running: the work it has taken and not
-// yet done) and, while that queue stays long, answers a growing fraction
-// of new requests 503 with Retry-After before they cost a transaction.
-// In-dialog requests, ACKs, CANCELs and responses always pass: they finish
-// calls already taken. On UDP the 503 is written by the socket wrapper
-// from the raw bytes, before sipgo parses them; on stream transports it is
-// sent when the request reaches the proxy. Which calls are shed is decided
-// by a hash of the Call-ID, so the retransmissions of a request get the
-// same answer as the request while the fraction holds.
+// the run collapses. Two signals say the proxy is behind:
+//
+//   - the queueing delay of UDP datagrams: the kernel stamps each datagram
+//     on arrival (SO_TIMESTAMPNS) and the socket wrapper takes the time from
+//     then to its read. As in CoDel, the minimum over a window is what
+//     counts: bursts come and go, a standing queue keeps even the minimum
+//     high;
+//   - the Go run queue (goroutines ready to run and not running), averaged:
+//     work taken and not done, on any transport.
+//
+// Every window (100ms) the proxy compares them with their marks
+// (OverloadConfig.Delay, .Runnable): over either, the share of new
+// requests it answers 503 with Retry-After grows by 1/8; under half of both
+// it shrinks by 1/16. In-dialog requests, ACKs, CANCELs and responses always
+// pass: they finish calls already taken. On UDP the 503 is written by the
+// socket wrapper from the raw bytes, before sipgo parses them; on stream
+// transports it is sent when the request reaches the proxy. Which calls are
+// shed is decided by a hash of the Call-ID, so the retransmissions of a
+// request get the same answer as the request while the share holds.
 
-// DefaultOverloadRunnable is OverloadConfig.Runnable's default: the average
-// number of runnable goroutines above which new requests are shed.
-const DefaultOverloadRunnable = 256
+// Defaults of OverloadConfig.
+const (
+	DefaultOverloadDelay    = 100 * time.Millisecond
+	DefaultOverloadRunnable = 4096
+)
 
 // OverloadConfig configures overload control (Config.Overload).
 type OverloadConfig struct {
-	// Runnable is the run-queue length, averaged over a few samples, above
-	// which new requests are shed. 0 means DefaultOverloadRunnable; < 0
-	// turns overload control off.
+	// Delay is the queueing delay of UDP datagrams (the least over a
+	// window) above which new requests are shed. 0 means
+	// DefaultOverloadDelay; < 0 ignores the delay.
+	Delay time.Duration
+	// Runnable is the run-queue length, averaged, above which new requests
+	// are shed. 0 means DefaultOverloadRunnable; < 0 ignores it. With both
+	// ignored, overload control is off.
 	Runnable int
-	// Interval is the sampling period; 0 means 10ms.
+	// Interval is the run-queue sampling period (0: 10ms); a window is ten
+	// of them.
 	Interval time.Duration
 	// Sample reads the run-queue length; nil reads the Go runtime's
 	// /sched/goroutines/runnable:goroutines. Tests set it.
@@ -47,48 +63,82 @@ type OverloadConfig struct {
 
 // OverloadStats describe overload control now.
 type OverloadStats struct {
-	// Runnable is the averaged run-queue length of the last sample.
+	// Runnable is the averaged run-queue length at the last sample.
 	Runnable float64
-	// Shedding is the fraction of new requests answered 503 now (0 to 1).
+	// Delay is the least queueing delay of a UDP datagram in the last
+	// window (0 when none came).
+	Delay time.Duration
+	// Shedding is the share of new requests answered 503 now (0 to 1).
 	Shedding float64
 }
 
-// Shed fraction steps per sample, in 1/shedScale: up fast while over the
-// mark, down slowly once under half of it (about 0.16 s to shed all, 0.64 s
-// to shed none again at 10ms samples).
 const (
-	overloadWeight = 0.125 // of a new sample in the average (about 80ms at 10ms samples)
+	overloadWeight = 0.125 // of a new run-queue sample in the average
+	overloadWindow = 10    // samples per decision
 	shedScale      = 1 << 16
-	shedUp         = shedScale / 16
-	shedDown       = shedScale / 64
+	shedUp         = shedScale / 8
+	shedDown       = shedScale / 16
+	noDelay        = math.MaxInt64
 )
 
 type overload struct {
-	high     float64
+	high     float64       // run-queue mark (0: ignored)
+	target   time.Duration // delay mark (0: ignored)
 	interval time.Duration
 	sample   func() int
 	clock    clock.Clock
 	log      *slog.Logger
 
-	frac atomic.Uint32 // shed fraction, in 1/shedScale
-	avg  atomic.Uint64 // the averaged run queue ×1000
+	frac     atomic.Uint32 // shed share, in 1/shedScale
+	avg      atomic.Uint64 // the averaged run queue ×1000
+	winMin   atomic.Int64  // least delay seen in the current window, ns
+	lastMin  atomic.Int64  // of the last window
+	avgState float64       // run's goroutine only
+	ticks    int
 }
 
 func newOverload(cfg OverloadConfig, clk clock.Clock, log *slog.Logger) *overload {
-	if cfg.Runnable < 0 {
+	if cfg.Runnable < 0 && cfg.Delay < 0 {
 		return nil
 	}
 	if cfg.Runnable == 0 {
 		cfg.Runnable = DefaultOverloadRunnable
 	}
+	if cfg.Delay == 0 {
+		cfg.Delay = DefaultOverloadDelay
+	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = 10 * time.Millisecond
 	}
-	o := &overload{high: float64(cfg.Runnable), interval: cfg.Interval, sample: cfg.Sample, clock: clk, log: log}
+	o := &overload{interval: cfg.Interval, sample: cfg.Sample, clock: clk, log: log}
+	if cfg.Runnable > 0 {
+		o.high = float64(cfg.Runnable)
+	}
+	if cfg.Delay > 0 {
+		o.target = cfg.Delay
+	}
 	if o.sample == nil {
 		o.sample = runtimeRunnable()
 	}
+	o.winMin.Store(noDelay)
 	return o
+}
+
+// watchesDelay reports whether datagram delays are wanted.
+func (o *overload) watchesDelay() bool { return o != nil && o.target > 0 }
+
+// observe records one datagram's queueing delay.
+func (o *overload) observe(d time.Duration) {
+	if d < 0 {
+		d = 0 // a clock step
+	}
+	n := int64(d)
+	for {
+		cur := o.winMin.Load()
+		if n >= cur || o.winMin.CompareAndSwap(cur, n) {
+			return
+		}
+	}
 }
 
 // runtimeRunnable returns a reader of the runtime's run-queue length (no
@@ -108,42 +158,52 @@ func runtimeRunnable() func() int {
 func (o *overload) run(ctx context.Context) {
 	t := o.clock.Ticker(o.interval)
 	defer t.Stop()
-	avg := 0.0
 	for {
 		select {
 		case <-ctx.Done():
 			o.frac.Store(0)
 			return
 		case <-t.C:
-			avg = o.step(avg)
+			o.tick()
 		}
 	}
 }
 
-// step takes one sample and moves the shed fraction; it returns the new
-// average.
-func (o *overload) step(avg float64) float64 {
-	avg = avg*(1-overloadWeight) + float64(o.sample())*overloadWeight
-	o.avg.Store(uint64(avg * 1000))
+// tick takes one run-queue sample; every overloadWindow samples it closes
+// the delay window and moves the shed share.
+func (o *overload) tick() {
+	o.avgState = o.avgState*(1-overloadWeight) + float64(o.sample())*overloadWeight
+	o.avg.Store(uint64(o.avgState * 1000))
+	if o.ticks++; o.ticks%overloadWindow != 0 {
+		return
+	}
+	m := o.winMin.Swap(noDelay)
+	delay := time.Duration(0)
+	if m != noDelay {
+		delay = time.Duration(m)
+	}
+	o.lastMin.Store(int64(delay))
+	avg := o.avgState
+	over := (o.target > 0 && delay > o.target) || (o.high > 0 && avg > o.high)
+	under := (o.target == 0 || delay < o.target/2) && (o.high == 0 || avg < o.high/2)
 	f := o.frac.Load()
 	switch {
-	case avg > o.high:
-		nf := min(f+shedUp, shedScale)
-		o.frac.Store(nf)
+	case over:
+		o.frac.Store(min(f+shedUp, shedScale))
 		if f == 0 {
-			o.log.Warn("overload: shedding new requests (503)", "runnable", int(avg), "mark", int(o.high))
+			o.log.Warn("overload: shedding new requests (503)", "delay", delay, "runnable", int(avg),
+				"delay_mark", o.target, "runnable_mark", int(o.high))
 		}
-	case avg < o.high/2 && f > 0:
+	case under && f > 0:
 		nf := uint32(0)
 		if f > shedDown {
 			nf = f - shedDown
 		}
 		o.frac.Store(nf)
 		if nf == 0 {
-			o.log.Info("overload: no longer shedding", "runnable", int(avg))
+			o.log.Info("overload: no longer shedding", "delay", delay, "runnable", int(avg))
 		}
 	}
-	return avg
 }
 
 // stats reports the state for metrics.
@@ -151,7 +211,8 @@ func (o *overload) stats() OverloadStats {
 	if o == nil {
 		return OverloadStats{}
 	}
-	return OverloadStats{Runnable: float64(o.avg.Load()) / 1000, Shedding: float64(o.frac.Load()) / shedScale}
+	return OverloadStats{Runnable: float64(o.avg.Load()) / 1000, Delay: time.Duration(o.lastMin.Load()),
+		Shedding: float64(o.frac.Load()) / shedScale}
 }
 
 // shedding reports whether any request may be shed now.

@@ -22,53 +22,85 @@ import (
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func TestOverloadStep(t *testing.T) {
+func TestOverloadRunQueue(t *testing.T) {
 	var runnable atomic.Int64
-	o := newOverload(OverloadConfig{Runnable: 100, Sample: func() int { return int(runnable.Load()) }},
+	o := newOverload(OverloadConfig{Runnable: 100, Delay: -1, Sample: func() int { return int(runnable.Load()) }},
 		clock.NewMock(), discard())
-	avg := 0.0
-	steps := func(n int) {
-		for range n {
-			avg = o.step(avg)
+	windows := func(n int) {
+		for range n * overloadWindow {
+			o.tick()
 		}
 	}
 	runnable.Store(50)
-	steps(100)
+	windows(10)
 	assert.InDelta(t, 50, o.stats().Runnable, 1, "the average follows the samples")
 	assert.Zero(t, o.stats().Shedding, "under the mark nothing is shed")
 	assert.False(t, o.shedding())
 
-	runnable.Store(150)
-	steps(1)
-	assert.Zero(t, o.stats().Shedding, "one sample over the mark moves the average, not past it")
 	runnable.Store(1000)
-	steps(30)
+	o.tick() // one sample over the mark moves the average, not past it
+	assert.Less(t, o.stats().Runnable, 200.0)
+	windows(8)
 	assert.Equal(t, 1.0, o.stats().Shedding, "a sustained run queue sheds everything")
 	assert.True(t, o.shed([]byte("any")))
 
 	runnable.Store(80) // between half the mark and the mark: hold
-	steps(200)
+	windows(20)
 	assert.Equal(t, 1.0, o.stats().Shedding)
 
 	runnable.Store(10) // under half the mark: back off slowly
-	steps(20)
+	windows(5)
 	s := o.stats().Shedding
 	assert.Greater(t, s, 0.0)
 	assert.Less(t, s, 1.0)
-	steps(100)
+	windows(20)
 	assert.Zero(t, o.stats().Shedding)
 	assert.False(t, o.shed([]byte("any")))
 }
 
+func TestOverloadQueueingDelay(t *testing.T) {
+	o := newOverload(OverloadConfig{Runnable: -1, Delay: 20 * time.Millisecond, Sample: func() int { return 0 }},
+		clock.NewMock(), discard())
+	require.True(t, o.watchesDelay())
+	window := func(delays ...time.Duration) {
+		for i := range overloadWindow {
+			if i < len(delays) {
+				o.observe(delays[i])
+			}
+			o.tick()
+		}
+	}
+	window(time.Millisecond, 500*time.Millisecond, 0)
+	assert.Zero(t, o.stats().Shedding, "a burst is not a standing queue: the least delay counts")
+	window(50*time.Millisecond, 30*time.Millisecond, 90*time.Millisecond)
+	assert.Equal(t, 30*time.Millisecond, o.stats().Delay)
+	assert.Equal(t, 0.125, o.stats().Shedding, "a standing queue over the mark")
+	for range 10 {
+		window(40 * time.Millisecond)
+	}
+	assert.Equal(t, 1.0, o.stats().Shedding)
+	window(15 * time.Millisecond) // under the mark, not under half of it: hold
+	assert.Equal(t, 1.0, o.stats().Shedding)
+	window() // nothing came: no delay
+	assert.Zero(t, o.stats().Delay)
+	assert.Equal(t, 1-1.0/16, o.stats().Shedding)
+	window(-time.Second) // a clock step counts as no delay
+	assert.Equal(t, 1-2.0/16, o.stats().Shedding)
+}
+
 func TestOverloadOffAndDefaults(t *testing.T) {
-	assert.Nil(t, newOverload(OverloadConfig{Runnable: -1}, clock.NewMock(), discard()))
+	assert.Nil(t, newOverload(OverloadConfig{Runnable: -1, Delay: -1}, clock.NewMock(), discard()))
 	var o *overload
 	assert.False(t, o.shedding(), "nil is off")
+	assert.False(t, o.watchesDelay())
 	assert.Equal(t, OverloadStats{}, o.stats())
 	o = newOverload(OverloadConfig{}, clock.NewMock(), discard())
 	assert.Equal(t, float64(DefaultOverloadRunnable), o.high)
+	assert.Equal(t, DefaultOverloadDelay, o.target)
 	assert.Equal(t, 10*time.Millisecond, o.interval)
 	assert.GreaterOrEqual(t, o.sample(), 0, "the runtime's run queue is readable")
+	o = newOverload(OverloadConfig{Delay: -1}, clock.NewMock(), discard())
+	assert.False(t, o.watchesDelay())
 }
 
 func TestShedByCallID(t *testing.T) {
@@ -165,7 +197,7 @@ func TestOverloadShedsOverTheWire(t *testing.T) {
 	require.NoError(t, table.Request(routes.HandlerFunc(func(c *routes.Context) error { return c.Reply(404, "Not Here") })))
 	p, err := New(Config{Listen: []Listen{{Network: "udp", Host: "127.0.0.1"}, {Network: "tcp", Host: "127.0.0.1"}},
 		Logger: discard(), Clock: mock, UDPBuffer: -1,
-		Overload: OverloadConfig{Runnable: 100, Sample: func() int { return int(runnable.Load()) }}}, table)
+		Overload: OverloadConfig{Runnable: 100, Delay: -1, Sample: func() int { return int(runnable.Load()) }}}, table)
 	require.NoError(t, err)
 	require.NoError(t, p.Start(context.Background()))
 	defer p.Close()
@@ -246,4 +278,33 @@ func TestOverloadShedsOverTheWire(t *testing.T) {
 	assert.True(t, strings.HasPrefix(res, "SIP/2.0 404 "), res)
 	assert.Equal(t, uint64(2), p.InputStats().Shed)
 	assert.Zero(t, p.InputStats().ShedDropped)
+}
+
+// TestDatagramQueueingDelay: a datagram that waited in the socket's queue
+// reports that wait (the kernel's arrival stamp) to overload control.
+func TestDatagramQueueingDelay(t *testing.T) {
+	g := newGuard(0, 0, discard(), clock.NewMock())
+	g.overload = newOverload(OverloadConfig{Runnable: -1, Sample: func() int { return 0 }}, clock.NewMock(), discard())
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer pc.Close()
+	c := g.packetConn(pc).(*guardPacketConn)
+	if c.uc == nil {
+		t.Skip("no arrival stamps on this system")
+	}
+	tx, err := net.Dial("udp", pc.LocalAddr().String())
+	require.NoError(t, err)
+	defer tx.Close()
+	time.Sleep(100 * time.Millisecond) // the kernel turns stamping on in the background
+	_, err = tx.Write([]byte(shedInvite))
+	require.NoError(t, err)
+	time.Sleep(60 * time.Millisecond)
+	buf := make([]byte, 65536)
+	n, addr, err := c.ReadFrom(buf)
+	require.NoError(t, err)
+	assert.Equal(t, shedInvite, string(buf[:n]))
+	assert.Equal(t, tx.LocalAddr().String(), addr.String())
+	d := time.Duration(g.overload.winMin.Load())
+	assert.GreaterOrEqual(t, d, 55*time.Millisecond, "the wait in the queue")
+	assert.Less(t, d, 10*time.Second)
 }

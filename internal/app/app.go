@@ -49,6 +49,7 @@ type Flags struct {
 	MaxRelays       int
 	MaxMessageSize  int
 	Overload        int
+	OverloadDelay   time.Duration
 	InviteTimeout   time.Duration
 	Events          []string
 
@@ -75,7 +76,8 @@ func (f *Flags) Register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.MaxParked, "max-parked", 1000000, "most transactions parked at once; past it parking fails (503)")
 	fs.IntVar(&f.MaxRelays, "max-relays", 20000, "most relayed transactions waiting for a final response at once; past it 503")
 	fs.IntVar(&f.MaxMessageSize, "max-message-size", sipproxy.DefaultMaxMessageSize, "largest SIP message taken, in bytes (UDP: at most 32767); larger ones are answered 513 or dropped, and counted")
-	fs.IntVar(&f.Overload, "overload-runnable", sipproxy.DefaultOverloadRunnable, "overload control: while more goroutines than this wait to run (averaged), a growing share of new requests is answered 503 with Retry-After; 0 turns it off")
+	fs.DurationVar(&f.OverloadDelay, "overload-delay", sipproxy.DefaultOverloadDelay, "overload control: while UDP datagrams wait longer than this in the socket's queue (the least over 100ms), a growing share of new requests is answered 503 with Retry-After; 0 ignores the delay")
+	fs.IntVar(&f.Overload, "overload-runnable", sipproxy.DefaultOverloadRunnable, "overload control: the same while more goroutines than this wait to run (averaged); 0 ignores the run queue (both 0: overload control off)")
 	fs.DurationVar(&f.InviteTimeout, "invite-timeout", 120*time.Second, "a relayed INVITE with a provisional but no final response is cancelled and answered 408 after this")
 	fs.StringArrayVar(&f.Events, "event", nil, "subscribe a transport to an event: NAME=SOCKET, e.g. 'E_SIP_MESSAGE=udp:127.0.0.1:8888'; repeatable")
 	f.Async.Register(fs)
@@ -117,7 +119,7 @@ func (f *Flags) logger(w io.Writer) (*slog.Logger, *slog.LevelVar, error) {
 func (f *Flags) ProxyConfig(log *slog.Logger) (sipproxy.Config, error) {
 	cfg := sipproxy.Config{Outbound: f.Outbound, Domains: f.Domains, Logger: log,
 		MaxRelays: f.MaxRelays, InviteTimeout: f.InviteTimeout, MaxMessageSize: f.MaxMessageSize,
-		Overload:     sipproxy.OverloadConfig{Runnable: f.Overload},
+		Overload:     sipproxy.OverloadConfig{Runnable: f.Overload, Delay: f.OverloadDelay},
 		Transactions: transaction.Options{MaxParked: f.MaxParked, SuspendTimeout: f.SuspendTimeout}}
 	if len(f.Listen) == 0 {
 		return cfg, fmt.Errorf("%w: at least one --listen is needed", ErrUsage)
@@ -143,10 +145,16 @@ func (f *Flags) ProxyConfig(log *slog.Logger) (sipproxy.Config, error) {
 		return cfg, fmt.Errorf("%w: --max-message-size %d: want 1024 to 1048576", ErrUsage, f.MaxMessageSize)
 	}
 	switch {
-	case f.Overload == 0:
-		cfg.Overload.Runnable = -1
 	case f.Overload < 0:
-		return cfg, fmt.Errorf("%w: --overload-runnable %d: want >= 0 (0: off)", ErrUsage, f.Overload)
+		return cfg, fmt.Errorf("%w: --overload-runnable %d: want >= 0 (0: ignore the run queue)", ErrUsage, f.Overload)
+	case f.OverloadDelay < 0 || f.OverloadDelay > time.Minute:
+		return cfg, fmt.Errorf("%w: --overload-delay %s: want 0 (ignore the delay) to 1m", ErrUsage, f.OverloadDelay)
+	}
+	if f.Overload == 0 {
+		cfg.Overload.Runnable = -1
+	}
+	if f.OverloadDelay == 0 {
+		cfg.Overload.Delay = -1
 	}
 	if f.MaxParked < 1 || f.MaxRelays < 1 {
 		return cfg, fmt.Errorf("%w: --max-parked and --max-relays must be >= 1", ErrUsage)
@@ -332,7 +340,7 @@ func (a *App) Shutdown() int {
 		"too_large", is.TooLarge, "too_large_dropped", is.TooLargeDropped,
 		"shed", is.Shed, "shed_dropped", is.ShedDropped, "shed_acks", is.ShedACKs, "stray_responses", ps.StrayResponses,
 		"requests", ps.Requests, "replies", ps.Replies, "relays", ps.Relays, "dropped", ps.Dropped,
-		"no_reply", ps.NoReply, "panics", ps.Panics, "rejected_503", ps.Rejected503,
+		"no_reply", ps.NoReply, "panics", ps.Panics, "rejected_503", ps.Rejected503, "relay_rejected", ps.RelayRejected,
 		"parks", as.Parks, "resumes", as.Resumes, "resume_refused", as.ResumeRefused,
 		"expired", ts.Expired, "canceled", ts.Canceled, "late_cancels", ts.LateCancels)
 	a.closeAdmin()
