@@ -28,6 +28,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -74,6 +75,13 @@ type options struct {
 	profile time.Duration
 	quiet   float64
 	quietW  time.Duration
+
+	floodClean    string
+	floodFactor   float64
+	floodDuration time.Duration
+	floodGap      time.Duration
+	floodRecovery time.Duration
+	floodRSS      int64
 }
 
 // Sections of the results file a suite run writes.
@@ -117,6 +125,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.profile, "profile", 0, "sipasync: build the programs with a pprof endpoint and take a CPU profile this long in each step (cpu.pprof, heap.pprof, goroutines.txt in the step's directory)")
 	fs.Float64Var(&o.quiet, "quiet", 0, "before each step wait until at most this many other tasks are runnable on average over 2 s (a shared machine); 0: do not wait")
 	fs.DurationVar(&o.quietW, "quiet-wait", 3*time.Minute, "longest wait for --quiet before a step runs anyway")
+	fs.StringVar(&o.floodClean, "flood-clean", "", "flood: the clean rates to flood, SCENARIO=RATE,... e.g. S1=12000,S2=2000 (S1 and S2)")
+	fs.Float64Var(&o.floodFactor, "flood-factor", 3, "flood: offered rate as a multiple of the clean rate")
+	fs.DurationVar(&o.floodDuration, "flood-duration", 30*time.Second, "flood: length of the flood")
+	fs.DurationVar(&o.floodGap, "flood-gap", 5*time.Second, "flood: time from the flood's end to the recovery at the clean rate")
+	fs.DurationVar(&o.floodRecovery, "flood-recovery", sipbench.FullDuration, "flood: length of the recovery at the clean rate")
+	fs.Int64Var(&o.floodRSS, "flood-rss-bound", 1024, "flood: the proxy's RSS bound, MiB")
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "runner: %v (see --help)\n", err)
@@ -144,7 +158,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	suite := isSuite(o)
-	if !suite && len(o.fromJSON) == 0 && (o.results == "") != (o.section == "") {
+	if !suite && len(o.fromJSON) == 0 && !strings.EqualFold(o.scenario, "flood") && (o.results == "") != (o.section == "") {
 		fmt.Fprintln(stderr, "runner: --results and --section go together")
 		return 2
 	}
@@ -204,6 +218,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var report any
 	var runErr error
 	var jsonPath string
+	if strings.EqualFold(o.scenario, "flood") {
+		return runFlood(ctx, o, tgt, repo, stamp, command, stdout, stderr)
+	}
 	if strings.EqualFold(o.scenario, "mem") {
 		s1, _ := sipbench.LookupScenario("S1")
 		if err := tgt.Prepare(ctx, []sipbench.Scenario{s1}); err != nil {
@@ -279,6 +296,91 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// runFlood floods each scenario of --flood-clean in turn, writes one JSON
+// report per scenario and, with --results, their blocks under
+// --section (default "## Flood").
+func runFlood(ctx context.Context, o options, tgt sipbench.Target, repo, stamp, command string, stdout, stderr io.Writer) int {
+	if o.floodClean == "" {
+		fmt.Fprintln(stderr, "runner: --scenario flood needs --flood-clean, e.g. S1=12000,S2=2000")
+		return 2
+	}
+	type job struct {
+		sc   sipbench.Scenario
+		rate float64
+	}
+	var jobs []job
+	for _, kv := range strings.Split(o.floodClean, ",") {
+		id, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		rate, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if !ok || err != nil || rate <= 0 {
+			fmt.Fprintf(stderr, "runner: --flood-clean %q: want SCENARIO=RATE with a rate > 0\n", kv)
+			return 2
+		}
+		sc, err := sipbench.LookupScenario(strings.TrimSpace(id))
+		if err != nil {
+			fmt.Fprintf(stderr, "runner: --flood-clean: %v\n", err)
+			return 2
+		}
+		jobs = append(jobs, job{sc, rate})
+	}
+	if o.floodFactor <= 0 || o.floodDuration <= 0 || o.floodGap < 0 || o.floodRecovery <= 0 || o.floodRSS <= 0 {
+		fmt.Fprintln(stderr, "runner: --flood-factor, --flood-duration, --flood-recovery and --flood-rss-bound must be > 0, --flood-gap >= 0")
+		return 2
+	}
+	section := o.section
+	if section == "" {
+		section = "## Flood"
+	}
+	scs := make([]sipbench.Scenario, len(jobs))
+	for i, j := range jobs {
+		scs[i] = j.sc
+	}
+	if err := tgt.Prepare(ctx, scs); err != nil {
+		fmt.Fprintf(stderr, "runner: %v\n", err)
+		return 1
+	}
+	code := 0
+	for _, j := range jobs {
+		name := fmt.Sprintf("flood-%s-%s-%s", j.sc.ID, tgt.Name(), stamp)
+		fmt.Fprintf(stdout, "[flood %s %s] %.0f calls/s for %s, then %.0f calls/s for %s from %s after\n", j.sc.ID, tgt.Name(),
+			j.rate*o.floodFactor, o.floodDuration, j.rate, o.floodRecovery, o.floodGap)
+		r, err := sipbench.RunFlood(ctx, sipbench.FloodConfig{
+			Scenario: j.sc, Target: tgt, Repo: repo, CleanRate: j.rate, Factor: o.floodFactor,
+			Duration: o.floodDuration, Gap: o.floodGap, Recovery: o.floodRecovery, RSSBound: o.floodRSS << 20,
+			Dir: filepath.Join(o.out, name), UACRate: o.uacRate, Quiet: sipbench.Quiet{Max: o.quiet, Wait: o.quietW},
+		}, command)
+		if r == nil {
+			fmt.Fprintf(stderr, "runner: flood %s: %v\n", j.sc.ID, err)
+			return 1
+		}
+		jsonPath := filepath.Join(o.out, name+".json")
+		if werr := sipbench.WriteJSON(jsonPath, r); werr != nil {
+			fmt.Fprintf(stderr, "runner: %v\n", werr)
+			return 1
+		}
+		verdict := "passed"
+		if !r.Passed {
+			verdict = "NOT passed: " + strings.Join(r.Problems, "; ")
+			code = 1
+		}
+		fmt.Fprintf(stdout, "[flood %s %s] flood: achieved %.0f/s answered %d failed %d | recovery: achieved %.0f/s ok %d failed %d unfinished %d p99 %.0f ms | peak RSS %.1f MiB | shed %d | %s\nreport: %s\n",
+			j.sc.ID, tgt.Name(), r.Flood.AchievedRate, r.Flood.UAC.Successful, r.Flood.UAC.Failed, r.Recovery.AchievedRate,
+			r.Recovery.UAC.Successful, r.Recovery.UAC.Failed, r.Recovery.Unfinished, r.Recovery.RTT.P99,
+			float64(r.PeakRSS)/(1<<20), r.Proxy.Counters["shed"], verdict, jsonPath)
+		if o.results != "" {
+			if uerr := sipbench.UpdateSection(o.results, section, r.BlockID(), r.Markdown()); uerr != nil {
+				fmt.Fprintf(stderr, "runner: %v\n", uerr)
+				return 1
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "runner: flood %s: %v\n", j.sc.ID, err)
+			return 1
+		}
+	}
+	return code
 }
 
 // isSuite: more than one scenario or target.

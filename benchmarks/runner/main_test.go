@@ -92,3 +92,53 @@ func TestFlagErrorsAreOneLine(t *testing.T) {
 		assert.Equal(t, 1, strings.Count(stderr.String(), "\n"), "%v: one line: %q", args, stderr.String())
 	}
 }
+
+// TestSmokeFlood runs the flood run at a low rate (S2: a relay with two
+// registered UASes): it completes, passes (nothing is shed at 150 calls/s),
+// and writes a report that loads back and a block in the results file.
+func TestSmokeFlood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts SIPp and proxies")
+	}
+	sipptest.Require(t)
+	out := t.TempDir()
+	results := filepath.Join(out, "RESULTS.md")
+	require.NoError(t, os.WriteFile(results, []byte("# Benchmark results\n"), 0o644))
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"--scenario", "flood", "--flood-clean", "S2=50", "--flood-duration", "2s", "--flood-gap", "1s",
+		"--flood-recovery", "2s", "--out", out, "--results", results, "--max-time", "2m"}, &stdout, &stderr)
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	assert.Contains(t, stdout.String(), "[flood S2 sipasync] flood: achieved")
+	m := regexp.MustCompile(`report: (\S+\.json)`).FindStringSubmatch(stdout.String())
+	require.Len(t, m, 2)
+	v, err := sipbench.LoadReport(m[1])
+	require.NoError(t, err)
+	r, ok := v.(*sipbench.FloodReport)
+	require.True(t, ok, "%T", v)
+	assert.True(t, r.Passed, r.Problems)
+	assert.Equal(t, 150.0, r.Flood.Rate)
+	assert.EqualValues(t, 300, r.Flood.UAC.Successful)
+	assert.EqualValues(t, 100, r.Recovery.UAC.Successful)
+	require.NotNil(t, r.Recovery.UAS)
+	assert.Greater(t, r.PeakRSS, int64(0))
+	doc, err := os.ReadFile(results)
+	require.NoError(t, err)
+	assert.Contains(t, string(doc), "## Flood")
+	assert.Contains(t, string(doc), "<!-- sipbench:begin flood/S2/sipasync -->")
+	assert.Contains(t, string(doc), "**Passed**")
+}
+
+func TestFloodFlagsRefused(t *testing.T) {
+	for _, args := range [][]string{
+		{"--scenario", "flood"},
+		{"--scenario", "flood", "--flood-clean", "S2"},
+		{"--scenario", "flood", "--flood-clean", "S2=-1"},
+		{"--scenario", "flood", "--flood-clean", "S9=100"},
+		{"--scenario", "flood", "--flood-clean", "S2=100", "--flood-factor", "0"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(append(args, "--out", t.TempDir()), &stdout, &stderr)
+		assert.Equal(t, 2, code, "%v: %s", args, stderr.String())
+		assert.Equal(t, 1, strings.Count(strings.TrimSpace(stderr.String()), "\n")+1, "%v: one line: %q", args, stderr.String())
+	}
+}

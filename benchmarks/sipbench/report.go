@@ -48,6 +48,12 @@ func LoadReport(path string) (any, error) {
 			l.finish()
 		}
 		return &r, nil
+	case "flood":
+		var r FloodReport
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return &r, nil
 	case "parked-memory":
 		var r MemReport
 		if err := json.Unmarshal(b, &r); err != nil {
@@ -65,6 +71,8 @@ func Markdown(v any) (id, body string, err error) {
 	case *Report:
 		return r.BlockID(), r.Markdown(), nil
 	case *MemReport:
+		return r.BlockID(), r.Markdown(), nil
+	case *FloodReport:
 		return r.BlockID(), r.Markdown(), nil
 	}
 	return "", "", fmt.Errorf("cannot render %T", v)

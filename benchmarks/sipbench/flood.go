@@ -1,0 +1,342 @@
+package sipbench
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sipasync/sipasync/internal/sipptest"
+)
+
+// The flood run (hardening): one proxy, SIPp at Factor × the scenario's
+// clean rate for Duration, then, Gap after the flood's last call was
+// placed, the clean rate for Recovery on the same proxy. The flood's UAC
+// takes a 503 as an answer (benchmarks/sipp/uac_404_or_503.xml, uac_call_or_503.xml), so its
+// "successful" calls include the shed ones; the recovery's UAC is the
+// scenario's own, where a 503 is a failure. Passed when the proxy lived
+// through it (exit 0 at the end), its RSS stayed under RSSBound, and the
+// recovery was clean.
+
+// FloodConfig configures RunFlood.
+type FloodConfig struct {
+	Scenario  Scenario // S1 or S2
+	Target    Target
+	Repo      string
+	CleanRate float64
+	Factor    float64       // 3
+	Duration  time.Duration // of the flood (30s)
+	Gap       time.Duration // from the flood's end to the recovery's start (5s)
+	Recovery  time.Duration // at the clean rate (20s)
+	RSSBound  int64         // bytes
+	Dir       string
+	UACRate   float64
+	Quiet     Quiet
+}
+
+// FloodPhase is one phase's SIPp counts and the proxy's usage in it.
+type FloodPhase struct {
+	Rate         float64     `json:"rate"`
+	DurationS    float64     `json:"duration_s"`
+	Calls        int         `json:"calls"`
+	AchievedRate float64     `json:"achieved_rate"`
+	UAC          SippCounts  `json:"uac"`
+	UACs         int         `json:"uac_processes"`
+	UAS          *SippCounts `json:"uas,omitempty"`
+	RTT          Latency     `json:"response_time"`
+	// Unfinished counts calls not created plus calls left open.
+	Unfinished      int64   `json:"unfinished"`
+	ProxyCPUPercent float64 `json:"proxy_cpu_percent"`
+	ProxyPeakRSS    int64   `json:"proxy_peak_rss_bytes"`
+	ProxyEndRSS     int64   `json:"proxy_end_rss_bytes"`
+	Clean           bool    `json:"clean"`
+}
+
+// FloodReport is one scenario's flood run.
+type FloodReport struct {
+	Kind         string      `json:"kind"` // "flood"
+	Scenario     Scenario    `json:"scenario"`
+	Target       string      `json:"target"`
+	Command      string      `json:"command"`
+	ProxyCommand []string    `json:"proxy_command,omitempty"`
+	Started      time.Time   `json:"started"`
+	Machine      Machine     `json:"machine"`
+	Background   QuietResult `json:"background"`
+	GapS         float64     `json:"gap_s"`
+	Flood        FloodPhase  `json:"flood"`
+	Recovery     FloodPhase  `json:"recovery"`
+	RSSBound     int64       `json:"rss_bound_bytes"`
+	PeakRSS      int64       `json:"peak_rss_bytes"`
+	// Proxy is the proxy's exit (its counters: shed, rejected_503...).
+	Proxy    Exit     `json:"proxy"`
+	Passed   bool     `json:"passed"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// floodUAC is the flood phase's UAC: the scenario's, with 503 taken as an
+// answer.
+func floodUAC(sc Scenario) (string, error) {
+	switch sc.UAC {
+	case "bench:uac_404.xml", "uac_404.xml":
+		return "bench:uac_404_or_503.xml", nil
+	case "uac_call.xml", "bench:uac_call.xml":
+		return "bench:uac_call_or_503.xml", nil
+	}
+	return "", fmt.Errorf("flood: no 503-tolerant UAC for %s (%s)", sc.ID, sc.UAC)
+}
+
+// RunFlood runs the flood and the recovery on one proxy.
+func RunFlood(ctx context.Context, cfg FloodConfig, command string) (*FloodReport, error) {
+	sc := cfg.Scenario
+	fuac, err := floodUAC(sc)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.CleanRate <= 0 || cfg.Factor <= 0 || cfg.Duration <= 0 || cfg.Recovery <= 0 {
+		return nil, fmt.Errorf("flood: clean rate, factor, duration and recovery must be > 0")
+	}
+	for _, d := range []string{"", "flood", "recovery", "uas", "uas-recovery"} {
+		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	r := &FloodReport{Kind: "flood", Scenario: sc, Target: cfg.Target.Name(), Command: command,
+		Started: time.Now(), Machine: DescribeMachine(), RSSBound: cfg.RSSBound, GapS: cfg.Gap.Seconds()}
+	r.Background = cfg.Quiet.WaitQuiet(ctx)
+
+	port, err := sipptest.FreePort("udp", sipptest.LoopbackIP)
+	if err != nil {
+		return nil, err
+	}
+	floodRate := cfg.CleanRate * cfg.Factor
+	inst, err := cfg.Target.Start(ctx, ProxySpec{Scenario: sc, Addr: fmt.Sprintf("%s:%d", sipptest.LoopbackIP, port),
+		Dir: cfg.Dir, Rate: cfg.CleanRate})
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", cfg.Target.Name(), err)
+	}
+	defer inst.Stop(context.Background()) //nolint:errcheck // the normal path stops it below
+	r.ProxyCommand = inst.Command()
+
+	recvTimeout := max(10*time.Second, sc.Park+8*time.Second)
+	total := cfg.Duration + cfg.Gap + cfg.Recovery
+	uacTimeout := total*3/2 + recvTimeout + 20*time.Second
+	callLimit := max(1000, int(floodRate*(sc.CallLength()+time.Second).Seconds()*3))
+
+	// Two UASes, registered as two users: the flood's calls go to one, the
+	// recovery's to the other, so each phase's UAS counts are its own.
+	var floodUAS, recUAS *sipptest.Process
+	recUser := sc.User
+	if sc.UAS != "" {
+		startUAS := func(user, dir string) (*sipptest.Process, error) {
+			uas, err := sipptest.Start(ctx, sipptest.Options{
+				Scenario:    ScenarioPath(cfg.Repo, sc.UAS),
+				Dir:         dir,
+				Timeout:     uacTimeout + time.Minute,
+				CallLimit:   callLimit * 2,
+				RecvTimeout: recvTimeout,
+				StopGrace:   15 * time.Second,
+				ExtraArgs:   []string{"-buff_size", strconv.Itoa(SippBuffer)},
+			})
+			if err != nil {
+				return nil, fmt.Errorf("start the UAS: %w", err)
+			}
+			reg, err := sipptest.Run(ctx, sipptest.Options{
+				Scenario: ScenarioPath(cfg.Repo, "register.xml"),
+				Target:   inst.Addr(),
+				Service:  user,
+				MaxCalls: 1,
+				Keys:     map[string]string{"contact_port": strconv.Itoa(uas.Port())},
+				Timeout:  10 * time.Second,
+				Dir:      dir,
+			})
+			if err != nil || !reg.OK() || reg.Successful != 1 {
+				_, _ = uas.Stop()
+				return nil, fmt.Errorf("register %s with the proxy: %v\n%s", user, err, reg.Diagnostics())
+			}
+			return uas, nil
+		}
+		if floodUAS, err = startUAS(sc.User, filepath.Join(cfg.Dir, "uas")); err != nil {
+			return nil, err
+		}
+		defer floodUAS.Stop() //nolint:errcheck // stopped below on the normal path
+		recUser = sc.User + "-recovery"
+		if recUAS, err = startUAS(recUser, filepath.Join(cfg.Dir, "uas-recovery")); err != nil {
+			return nil, err
+		}
+		defer recUAS.Stop() //nolint:errcheck // stopped below on the normal path
+	}
+
+	uacOpts := func(scen, user string, rate float64, d time.Duration, dir string) sipptest.Options {
+		o := sipptest.Options{
+			Scenario:    ScenarioPath(cfg.Repo, scen),
+			Target:      inst.Addr(),
+			Service:     user,
+			Rate:        rate,
+			MaxCalls:    int(math.Round(rate * d.Seconds())),
+			CallLimit:   callLimit,
+			Pause:       sc.Pause,
+			Timeout:     uacTimeout,
+			RecvTimeout: recvTimeout,
+			TraceRTT:    true,
+			ExtraArgs:   []string{"-fd", "1", "-buff_size", strconv.Itoa(SippBuffer)},
+			Dir:         dir,
+		}
+		if sc.Pause == 0 {
+			o.Pause = -1
+		}
+		return o
+	}
+
+	floodMon := StartMonitor(inst.PID(), 100*time.Millisecond)
+	allMon := StartMonitor(inst.PID(), 100*time.Millisecond)
+	floodStart := time.Now()
+	fo := uacOpts(fuac, sc.User, floodRate, cfg.Duration, filepath.Join(cfg.Dir, "flood"))
+	r.Flood = FloodPhase{Rate: floodRate, DurationS: cfg.Duration.Seconds(), Calls: fo.MaxCalls, UACs: uacCount(floodRate, cfg.UACRate)}
+	floodDone := make(chan []clientRun, 1)
+	go func() { floodDone <- runClients(ctx, fo, r.Flood.UACs) }()
+
+	// The recovery starts Gap after the flood's last call was placed
+	// (nominally), whatever the flood's stragglers are doing.
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Until(floodStart.Add(cfg.Duration + cfg.Gap))):
+	}
+	fu, _ := floodMon.Stop()
+	r.Flood.ProxyCPUPercent, r.Flood.ProxyPeakRSS, r.Flood.ProxyEndRSS = fu.CPUPercent, fu.PeakRSS, fu.LastRSS
+	recMon := StartMonitor(inst.PID(), 100*time.Millisecond)
+	ro := uacOpts(sc.UAC, recUser, cfg.CleanRate, cfg.Recovery, filepath.Join(cfg.Dir, "recovery"))
+	r.Recovery = FloodPhase{Rate: cfg.CleanRate, DurationS: cfg.Recovery.Seconds(), Calls: ro.MaxCalls, UACs: uacCount(cfg.CleanRate, cfg.UACRate)}
+	recRuns := runClients(ctx, ro, r.Recovery.UACs)
+	ru, _ := recMon.Stop()
+	r.Recovery.ProxyCPUPercent, r.Recovery.ProxyPeakRSS, r.Recovery.ProxyEndRSS = ru.CPUPercent, ru.PeakRSS, ru.LastRSS
+	floodRuns := <-floodDone
+	au, _ := allMon.Stop()
+	r.PeakRSS = au.PeakRSS
+	r.Flood.fill(floodRuns)
+	r.Recovery.fill(recRuns)
+
+	for _, u := range []struct {
+		p  *sipptest.Process
+		ph *FloodPhase
+	}{{floodUAS, &r.Flood}, {recUAS, &r.Recovery}} {
+		if u.p != nil {
+			res, err := u.p.Stop()
+			c := countsOf(res, err)
+			u.ph.UAS = &c
+		}
+	}
+	exit, _ := inst.Stop(ctx)
+	r.Proxy = exit
+	r.judge()
+	return r, ctx.Err()
+}
+
+// fill sums the phase's client runs.
+func (ph *FloodPhase) fill(runs []clientRun) {
+	var samples []time.Duration
+	for i, cr := range runs {
+		c := countsOf(cr.res, cr.err)
+		c.CPUPercent = cr.usage.CPUPercent
+		if i == 0 {
+			ph.UAC = c
+		} else {
+			ph.UAC.add(c)
+		}
+		if cr.res != nil {
+			samples = append(samples, cr.res.ResponseTimes...)
+		}
+		rate := 0.0
+		if rows, err := readStatsRows(filepath.Join(cr.dir, "stats.csv")); err == nil {
+			if n, span, ok := creationSpan(rows); ok && span > 0 {
+				rate = float64(n) / span.Seconds()
+			}
+		}
+		if rate == 0 && cr.res != nil {
+			rate = cr.res.CallRate
+		}
+		ph.AchievedRate += rate
+		if cr.dir != "" {
+			if files, _ := filepath.Glob(filepath.Join(cr.dir, "*_rtt.csv")); len(files) > 0 {
+				for _, f := range files {
+					_ = os.Remove(f)
+				}
+			}
+		}
+	}
+	ph.RTT = latencyOf(samples)
+	ph.Unfinished = ph.UAC.Unfinished + max(0, int64(ph.Calls)-ph.UAC.Created)
+}
+
+// judge sets the phases' Clean, Passed and Problems.
+func (r *FloodReport) judge() {
+	rec := &r.Recovery
+	failed := rec.UAC.Failed
+	unfinished := rec.Unfinished
+	if rec.UAS != nil {
+		failed += rec.UAS.Failed
+		unfinished += rec.UAS.Unfinished
+	}
+	rec.Clean = failed == 0 && unfinished == 0 && rec.AchievedRate >= 0.95*rec.Rate
+	r.Flood.Clean = r.Flood.UAC.Failed == 0 && r.Flood.Unfinished == 0
+	for name, ph := range map[string]*FloodPhase{"flood": &r.Flood, "recovery": rec} {
+		if ph.UAC.Err != "" {
+			r.Problems = append(r.Problems, name+" UAC: "+ph.UAC.Err)
+		}
+	}
+	if r.Proxy.Code != 0 || r.Proxy.Killed {
+		r.Problems = append(r.Problems, fmt.Sprintf("proxy exit %d (killed %v)", r.Proxy.Code, r.Proxy.Killed))
+	}
+	if r.RSSBound > 0 && r.PeakRSS > r.RSSBound {
+		r.Problems = append(r.Problems, fmt.Sprintf("peak RSS %s over the bound %s", mib(r.PeakRSS), mib(r.RSSBound)))
+	}
+	if !rec.Clean {
+		r.Problems = append(r.Problems, fmt.Sprintf("recovery not clean: %d failed, %d unfinished, achieved %.0f/s of %.0f/s",
+			failed, unfinished, rec.AchievedRate, rec.Rate))
+	}
+	r.Passed = len(r.Problems) == 0
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// BlockID names the report's block in RESULTS.md.
+func (r *FloodReport) BlockID() string { return "flood/" + r.Scenario.ID + "/" + r.Target }
+
+// Markdown renders the flood run.
+func (r *FloodReport) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "**%s flood** on %s: %s calls/s offered for %gs (%g× the clean rate %s), then, %gs after the flood's last call was placed, %s calls/s for %gs on the same proxy. Run %s UTC.\n\n",
+		r.Scenario.ID, r.Target, group(r.Flood.Rate), r.Flood.DurationS, r.Flood.Rate/r.Recovery.Rate, group(r.Recovery.Rate),
+		r.GapS, group(r.Recovery.Rate), r.Recovery.DurationS, r.Started.UTC().Format("2006-01-02 15:04"))
+	fmt.Fprintf(&b, "    %s\n\n", r.Command)
+	fmt.Fprintf(&b, "Machine: %s. Other runnable tasks before the run: %.1f.\n\n", r.Machine, r.Background.Runnable)
+	b.WriteString("| phase | offered calls/s | achieved | answered (incl. 503) | failed | unfinished | retrans | p50 / p99 / max ms | proxy CPU | proxy peak RSS |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	row := func(name string, ph FloodPhase) {
+		failed, unfinished := ph.UAC.Failed, ph.Unfinished
+		if ph.UAS != nil {
+			failed += ph.UAS.Failed
+			unfinished += ph.UAS.Unfinished
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %.0f / %.0f / %.0f | %.0f%% | %s |\n", name, group(ph.Rate),
+			group(ph.AchievedRate), groupInt(ph.UAC.Successful), groupInt(failed), groupInt(unfinished),
+			groupInt(ph.UAC.Retransmissions), ph.RTT.P50, ph.RTT.P99, ph.RTT.Max,
+			ph.ProxyCPUPercent, mib(ph.ProxyPeakRSS))
+	}
+	row("flood", r.Flood)
+	row("recovery (clean rate)", r.Recovery)
+	c := r.Proxy.Counters
+	fmt.Fprintf(&b, "\nThe proxy's own counts at exit: shed by overload control %s (unanswered %s, their ACKs absorbed %s), other 503s %s, relays refused %s, malformed %s; exit code %d.\n",
+		groupInt(c["shed"]), groupInt(c["shed_dropped"]), groupInt(c["shed_acks"]), groupInt(c["rejected_503"]),
+		groupInt(c["relay_rejected"]), groupInt(c["malformed"]), r.Proxy.Code)
+	fmt.Fprintf(&b, "Peak RSS over the whole run %s (bound %s). ", mib(r.PeakRSS), mib(r.RSSBound))
+	if r.Passed {
+		b.WriteString("**Passed**: the proxy lived through the flood, stayed under the bound and served the clean rate with no failure right after.\n")
+	} else {
+		fmt.Fprintf(&b, "**Not passed**: %s.\n", strings.Join(r.Problems, "; "))
+	}
+	return b.String()
+}
