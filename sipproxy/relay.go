@@ -62,6 +62,10 @@ func (p *Proxy) Relay(c *routes.Context, dst string) error {
 
 // buildForward makes the request that goes downstream: same headers and
 // body, our Via on top, Max-Forwards decremented, Record-Route if asked.
+// The header values are shared with the request, not copied: sipgo's
+// parsed headers are read-only once parsed ("always Clone them for
+// change"), and neither message changes one after this; what differs
+// (Via, Max-Forwards, Record-Route) is new.
 func (p *Proxy) buildForward(c *routes.Context, dst string) (*sip.Request, error) {
 	req := c.Request()
 	var target Target
@@ -92,7 +96,7 @@ func (p *Proxy) buildForward(c *routes.Context, dst string) (*sip.Request, error
 		out.AppendHeader(p.recordRoute(req))
 	}
 	mfSeen := false
-	for _, h := range req.CloneHeaders() {
+	for _, h := range req.Headers() {
 		if mf, ok := h.(*sip.MaxForwardsHeader); ok {
 			if mf.Val() <= 0 {
 				return nil, routes.Error(483, "Too Many Hops", errors.New("sipproxy: Max-Forwards is 0"))
@@ -327,12 +331,13 @@ func (r *relay) onRetransmission(res *sip.Response) {
 }
 
 // upstream copies a downstream response for the upstream side: our Via
-// removed, sent back where the request came from.
+// removed, sent back where the request came from. The header values are
+// shared with the downstream response (see buildForward).
 func (p *Proxy) upstream(tx *transaction.Tx, res *sip.Response) *sip.Response {
 	fwd := sip.NewResponse(res.StatusCode, res.Reason)
 	fwd.SipVersion = res.SipVersion
 	skipped := false
-	for _, h := range res.CloneHeaders() {
+	for _, h := range res.Headers() {
 		if !skipped && h.Name() == "Via" {
 			skipped = true
 			continue
