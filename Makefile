@@ -1,5 +1,6 @@
 # make test: everything CI runs. make bench: the Go benchmarks. make fuzz:
-# every fuzz target for FUZZTIME each (one at a time: go test -fuzz takes one).
+# every fuzz target for FUZZTIME each (one at a time: go test -fuzz takes one;
+# FUZZFLAGS=-parallel=1 keeps each on one core).
 GO ?= go
 PKGS ?= ./...
 
@@ -24,8 +25,10 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 FUZZTIME ?= 5m
+FUZZFLAGS ?=
 FUZZ_TARGETS ?= sipproxy:FuzzParseListen sipproxy:FuzzParseTarget sipproxy:FuzzValidateRequest \
-	sipproxy:FuzzRegistrarSave sipproxy:FuzzRawReply sipproxy:FuzzParseQ transaction:FuzzParseToken \
+	sipproxy:FuzzRegistrarSave sipproxy:FuzzRawReply sipproxy:FuzzParseQ sipproxy:FuzzShedDatagram \
+	sipproxy:FuzzHeaderTag transaction:FuzzParseToken \
 	workergroups:FuzzParseSpec eventbus/evi:FuzzEncode eventbus/evi:FuzzDecode eventbus/evi:FuzzParseSocket \
 	eventbus/evi:FuzzParseEventFlag eventbus/rabbitmq:FuzzParseAddress eventbus/rabbitmq:FuzzEncodeJSON \
 	internal/config:FuzzParseFile internal/config:FuzzRedact sipauth:FuzzParseFile sipauth:FuzzCheck
@@ -33,5 +36,5 @@ FUZZ_TARGETS ?= sipproxy:FuzzParseListen sipproxy:FuzzParseTarget sipproxy:FuzzV
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; echo "== ./$$pkg $$fn for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./$$pkg; \
 	done

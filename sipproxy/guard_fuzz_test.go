@@ -170,3 +170,50 @@ func TestSipgoLogCountsDrops(t *testing.T) {
 func newTextLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+// FuzzShedDatagram: overload control's raw look at a datagram never
+// panics; a 503 it writes is framed, carries Retry-After and the request's
+// Via, and is never much longer than the request; what it lets through is
+// a response, an ACK or CANCEL, an in-dialog request, or something it could
+// not classify.
+func FuzzShedDatagram(f *testing.F) {
+	addCorpus(f)
+	f.Add([]byte(shedInvite))
+	f.Add([]byte(strings.Replace(shedInvite, "To: <sip:bob@example.com>", "t: <sip:bob@example.com>;tag=sa-ovl-1", 1)))
+	g := newGuard(0, 0, discard(), clock.NewMock())
+	g.overload = newOverload(OverloadConfig{Runnable: 1}, clock.NewMock(), discard())
+	g.overload.frac.Store(shedScale)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var sent []byte
+		consumed := g.shedDatagram(b, func(res []byte) error { sent = res; return nil })
+		if sent == nil {
+			return
+		}
+		if !consumed {
+			t.Fatal("answered but passed on")
+		}
+		if !bytes.HasPrefix(sent, []byte("SIP/2.0 503 Service Unavailable\r\n")) || !bytes.Contains(sent, []byte("\r\nRetry-After: 5\r\n")) ||
+			!bytes.HasSuffix(sent, []byte("\r\nContent-Length: 0\r\n\r\n")) {
+			t.Fatalf("badly framed 503 %q", sent)
+		}
+		if len(sent) > len(b)+256 {
+			t.Fatalf("answer of %d bytes to %d", len(sent), len(b))
+		}
+	})
+}
+
+// FuzzHeaderTag: the tag found is a substring of the value, without ';'.
+func FuzzHeaderTag(f *testing.F) {
+	for _, s := range []string{" <sip:b@h>;tag=x1", " sip:b@h;tag=x2;q=1", "<sip:a;tag=no>", ";tag=", ";;;tag", "tag=x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tag := headerTag([]byte(s))
+		if tag == nil {
+			return
+		}
+		if len(tag) == 0 || bytes.IndexByte(tag, ';') >= 0 || !strings.Contains(s, string(tag)) {
+			t.Fatalf("tag %q of %q", tag, s)
+		}
+	})
+}
