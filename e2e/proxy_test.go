@@ -99,6 +99,7 @@ func TestBadFlagsExitTwoWithOneLine(t *testing.T) {
 		{"--outbound", "sip:[]"},
 		{"--overload-runnable", "-5"},
 		{"--overload-delay", "-1s"},
+		{"--udp-buffer", "-1"},
 	}
 	for _, args := range cases {
 		out, code := runExit(t, "sipasync", args...)

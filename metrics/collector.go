@@ -60,6 +60,8 @@ type Sources struct {
 	// overload control's state.
 	Input    func() sipproxy.InputStats
 	Overload func() sipproxy.OverloadStats
+	// UDP is the kernel's view of the UDP listeners (queue, drops).
+	UDP func() []sipproxy.UDPSocketStats
 }
 
 // GroupsOf adapts a workergroups.Groups to Sources.Groups.
@@ -129,6 +131,8 @@ var (
 	mInUnanswered       = counter("sipproxy", "refused_unanswered_total", "Refused messages that got no answer (no request line or Via to answer to, or the send failed), by reason.", "reason")
 	mInShedACKs         = counter("sipproxy", "overload_acks_total", "ACKs for overload 503s, absorbed on UDP.")
 	mOverloadRunnable   = gauge("sipproxy", "overload_runnable", "Goroutines waiting to run, averaged: what overload control watches.")
+	mUDPQueued          = gauge("sipproxy", "udp_queue_bytes", "Bytes waiting in a UDP listener's kernel receive queue.", "socket")
+	mUDPDropped         = counter("sipproxy", "udp_dropped_total", "Datagrams the kernel dropped on a UDP listener's full receive queue (--udp-buffer).", "socket")
 	mOverloadDelay      = gauge("sipproxy", "overload_delay_seconds", "Least queueing delay of a UDP datagram in overload control's last window.")
 	mOverloadShedding   = gauge("sipproxy", "overload_shedding", "Share of new requests answered 503 by overload control now (0 to 1).")
 
@@ -195,7 +199,7 @@ var (
 
 var allMetrics = []metric{mProxyRelays, mProxyRelayRejected, mProxyDropped, mProxyNoReply, mProxyPanics,
 	mProxyRejected, mProxyUnmatched, mProxyStray, mProxyActiveRelays, mProxyDraining,
-	mInRefused, mInUnanswered, mInShedACKs, mOverloadRunnable, mOverloadDelay, mOverloadShedding,
+	mInRefused, mInUnanswered, mInShedACKs, mOverloadRunnable, mOverloadDelay, mOverloadShedding, mUDPQueued, mUDPDropped,
 	mTxLive, mTxParked, mTxCreated, mTxExpired, mTxCanceled, mTxStale, mTxEnded, mTxRejected, mTxLate,
 	mAsyncRefused, mAsyncRejected, mAsyncData, mAsyncDataRej, mAsyncTKV, mAsyncTKVRej,
 	mWheelPending, mWheelFired, mWheelCancelled, mWheelLateTicks, mWheelOverflowed,
@@ -253,6 +257,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		emit(ch, mInUnanswered, in.TooLargeDropped, "too_large")
 		emit(ch, mInUnanswered, in.ShedDropped, "overload")
 		emit(ch, mInShedACKs, in.ShedACKs)
+	}
+	if s.UDP != nil {
+		for _, u := range s.UDP() {
+			emit(ch, mUDPQueued, u.Queued, u.Socket)
+			emit(ch, mUDPDropped, u.Dropped, u.Socket)
+		}
 	}
 	if s.Overload != nil {
 		o := s.Overload()

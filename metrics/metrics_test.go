@@ -158,6 +158,9 @@ func TestCollectorReadsStatsAtScrapeTime(t *testing.T) {
 		Input: func() sipproxy.InputStats {
 			return sipproxy.InputStats{Malformed: 4, MalformedDropped: 1, Shed: 9, ShedDropped: 2, ShedACKs: 7}
 		},
+		UDP: func() []sipproxy.UDPSocketStats {
+			return []sipproxy.UDPSocketStats{{Socket: "udp:127.0.0.1:5060", Queued: 640, Dropped: 3}}
+		},
 		Overload: func() sipproxy.OverloadStats {
 			return sipproxy.OverloadStats{Runnable: 312.5, Delay: 150 * time.Millisecond, Shedding: 0.25}
 		},
@@ -208,6 +211,12 @@ sipasync_sipproxy_overload_acks_total 7
 # HELP sipasync_sipproxy_overload_shedding Share of new requests answered 503 by overload control now (0 to 1).
 # TYPE sipasync_sipproxy_overload_shedding gauge
 sipasync_sipproxy_overload_shedding 0.25
+# HELP sipasync_sipproxy_udp_dropped_total Datagrams the kernel dropped on a UDP listener's full receive queue (--udp-buffer).
+# TYPE sipasync_sipproxy_udp_dropped_total counter
+sipasync_sipproxy_udp_dropped_total{socket="udp:127.0.0.1:5060"} 3
+# HELP sipasync_sipproxy_udp_queue_bytes Bytes waiting in a UDP listener's kernel receive queue.
+# TYPE sipasync_sipproxy_udp_queue_bytes gauge
+sipasync_sipproxy_udp_queue_bytes{socket="udp:127.0.0.1:5060"} 640
 # HELP sipasync_sipproxy_overload_delay_seconds Least queueing delay of a UDP datagram in overload control's last window.
 # TYPE sipasync_sipproxy_overload_delay_seconds gauge
 sipasync_sipproxy_overload_delay_seconds 0.15
@@ -220,7 +229,8 @@ sipasync_sipproxy_overload_runnable 312.5
 		"sipasync_transport_confirmed_total", "sipasync_timerwheel_late_ticks_total",
 		"sipasync_devicestate_changes_total", "sipasync_sipproxy_draining", "sipasync_sipproxy_refused_total",
 		"sipasync_sipproxy_refused_unanswered_total", "sipasync_sipproxy_overload_acks_total",
-		"sipasync_sipproxy_overload_shedding", "sipasync_sipproxy_overload_runnable", "sipasync_sipproxy_overload_delay_seconds"))
+		"sipasync_sipproxy_overload_shedding", "sipasync_sipproxy_overload_runnable", "sipasync_sipproxy_overload_delay_seconds",
+		"sipasync_sipproxy_udp_dropped_total", "sipasync_sipproxy_udp_queue_bytes"))
 
 	parked = 1 // read again at the next scrape
 	mfs, err := reg.Gather()

@@ -50,6 +50,7 @@ type Flags struct {
 	MaxMessageSize  int
 	Overload        int
 	OverloadDelay   time.Duration
+	UDPBuffer       int
 	InviteTimeout   time.Duration
 	Events          []string
 
@@ -76,6 +77,7 @@ func (f *Flags) Register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.MaxParked, "max-parked", 1000000, "most transactions parked at once; past it parking fails (503)")
 	fs.IntVar(&f.MaxRelays, "max-relays", 20000, "most relayed transactions waiting for a final response at once; past it 503")
 	fs.IntVar(&f.MaxMessageSize, "max-message-size", sipproxy.DefaultMaxMessageSize, "largest SIP message taken, in bytes (UDP: at most 32767); larger ones are answered 513 or dropped, and counted")
+	fs.IntVar(&f.UDPBuffer, "udp-buffer", sipproxy.DefaultUDPBuffer, "kernel receive and send buffer asked for each UDP socket, bytes (capped by net.core.rmem_max/wmem_max); 0 keeps the system's; what overflows it is dropped by the kernel and counted in /metrics")
 	fs.DurationVar(&f.OverloadDelay, "overload-delay", sipproxy.DefaultOverloadDelay, "overload control: while UDP datagrams wait longer than this in the socket's queue (the least over 100ms), a growing share of new requests is answered 503 with Retry-After; 0 ignores the delay")
 	fs.IntVar(&f.Overload, "overload-runnable", sipproxy.DefaultOverloadRunnable, "overload control: the same while more goroutines than this wait to run (averaged); 0 ignores the run queue (both 0: overload control off)")
 	fs.DurationVar(&f.InviteTimeout, "invite-timeout", 120*time.Second, "a relayed INVITE with a provisional but no final response is cancelled and answered 408 after this")
@@ -120,6 +122,7 @@ func (f *Flags) ProxyConfig(log *slog.Logger) (sipproxy.Config, error) {
 	cfg := sipproxy.Config{Outbound: f.Outbound, Domains: f.Domains, Logger: log,
 		MaxRelays: f.MaxRelays, InviteTimeout: f.InviteTimeout, MaxMessageSize: f.MaxMessageSize,
 		Overload:     sipproxy.OverloadConfig{Runnable: f.Overload, Delay: f.OverloadDelay},
+		UDPBuffer:    f.UDPBuffer,
 		Transactions: transaction.Options{MaxParked: f.MaxParked, SuspendTimeout: f.SuspendTimeout}}
 	if len(f.Listen) == 0 {
 		return cfg, fmt.Errorf("%w: at least one --listen is needed", ErrUsage)
@@ -152,6 +155,12 @@ func (f *Flags) ProxyConfig(log *slog.Logger) (sipproxy.Config, error) {
 	}
 	if f.Overload == 0 {
 		cfg.Overload.Runnable = -1
+	}
+	switch {
+	case f.UDPBuffer == 0:
+		cfg.UDPBuffer = -1
+	case f.UDPBuffer < 0 || f.UDPBuffer > 1<<30:
+		return cfg, fmt.Errorf("%w: --udp-buffer %d: want 0 (the system's) to 1073741824", ErrUsage, f.UDPBuffer)
 	}
 	if f.OverloadDelay == 0 {
 		cfg.Overload.Delay = -1

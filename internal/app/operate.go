@@ -271,6 +271,7 @@ func (a *App) collect() error {
 		Draining:     a.Proxy.Draining,
 		Input:        a.Proxy.InputStats,
 		Overload:     a.Proxy.OverloadStats,
+		UDP:          a.Proxy.UDPStats,
 	}
 	c, err := metrics.Register(a.Registry, src)
 	if err != nil {
