@@ -41,6 +41,11 @@ type Verdict struct {
 	// R2 is the coefficient of determination of the line (how much of
 	// the variation the trend explains).
 	R2 float64 `json:"r2"`
+	// First and Last are the means of the first and the last judged
+	// windows (a fifth of the judged span each, at most 5 minutes): a step
+	// early on and a steady climb read differently there.
+	First float64 `json:"first_window_mean"`
+	Last  float64 `json:"last_window_mean"`
 	// Trend is set when Rise > Limit: a leak by the soak's rule.
 	Trend bool `json:"trend"`
 	// Note explains a verdict that could not be made.
@@ -89,6 +94,7 @@ var seriesOf = []struct {
 }{
 	{"goroutines", "", func(s Sample) float64 { return s.Goroutines }, true},
 	{"heap_inuse", "MiB", func(s Sample) float64 { return s.HeapInuse }, false},
+	{"heap_goal", "MiB", func(s Sample) float64 { return s.HeapGoal }, false},
 	{"rss", "MiB", func(s Sample) float64 { return s.RSS }, false},
 }
 
@@ -131,7 +137,26 @@ func judge(node string, samples []Sample, warmup float64, lim Limits) []Verdict 
 			v.Limit = math.Max(lim.Goroutines, v.Limit)
 		}
 		v.Trend = v.Rise > v.Limit
+		win := min(v.Span/5, 300)
+		v.First = windowMean(xs, ys, xs[0], xs[0]+win)
+		v.Last = windowMean(xs, ys, xs[len(xs)-1]-win, xs[len(xs)-1])
 		out = append(out, v)
 	}
 	return out
+}
+
+// windowMean is the mean of the ys whose x lies in [lo, hi].
+func windowMean(xs, ys []float64, lo, hi float64) float64 {
+	var sum float64
+	n := 0
+	for i, x := range xs {
+		if x >= lo && x <= hi {
+			sum += ys[i]
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
 }

@@ -56,6 +56,7 @@ type options struct {
 	limits   Limits
 	rates    Rates
 	padUsers int
+	notes    []string
 }
 
 // Rates are the offered loads per node, in calls (or requests) per second.
@@ -98,6 +99,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&o.rates.Message, "message-rate", 20, "per node: MESSAGEs/s, each raising E_SIP_MESSAGE (uac_message_200.xml)")
 	fs.Float64Var(&o.rates.Register, "register-rate", 10, "per node: REGISTERs/s refreshing the users (register_inf.xml)")
 	fs.IntVar(&o.padUsers, "pad-users", 1000, "per node: extra users registered with 60-90 s expiries (most expire before their refresh comes round)")
+	fs.StringArrayVar(&o.notes, "note", nil, "a remark printed with the results (what was going on, what explains a failure); with --from-json, added to the saved report; repeatable")
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "soak: %v (see --help)\n", err)
@@ -114,7 +116,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if o.fromJSON != "" {
-		return render(o.fromJSON, o.results, stdout, stderr)
+		return render(o.fromJSON, o.results, o.notes, stdout, stderr)
 	}
 	if err := o.check(); err != nil {
 		fmt.Fprintf(stderr, "soak: %v\n", err)
@@ -202,7 +204,7 @@ func (o *options) check() error {
 }
 
 // render writes a saved report's section into results, or prints it.
-func render(path, results string, stdout, stderr io.Writer) int {
+func render(path, results string, notes []string, stdout, stderr io.Writer) int {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "soak: %v\n", err)
@@ -213,6 +215,8 @@ func render(path, results string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "soak: %s: %v\n", path, err)
 		return 1
 	}
+	rep.Notes = append(rep.Notes, notes...)
+	rep.judge() // with this version's rule
 	md := rep.Markdown()
 	if results == "" {
 		fmt.Fprint(stdout, md)
@@ -272,7 +276,7 @@ func repoRoot(dir string) (string, error) {
 func displayCommand(fs *pflag.FlagSet) string {
 	parts := []string{"go run ./benchmarks/soak"}
 	fs.Visit(func(f *pflag.Flag) {
-		if f.Name == "out" || f.Name == "repo" || f.Name == "bin" {
+		if f.Name == "out" || f.Name == "repo" || f.Name == "bin" || f.Name == "note" {
 			return // machine-specific paths
 		}
 		parts = append(parts, "--"+f.Name+" "+f.Value.String())

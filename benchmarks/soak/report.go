@@ -31,9 +31,31 @@ type Report struct {
 	Nodes       []*NodeReport    `json:"nodes"`
 	SIPp        []SippTotals     `json:"sipp"`
 	Verdicts    []Verdict        `json:"verdicts"`
-	Interrupted bool             `json:"interrupted,omitempty"`
-	Pass        bool             `json:"pass"`
-	Problems    []string         `json:"problems,omitempty"`
+	// Progress is SIPp's running totals at each sample.
+	Progress []Progress `json:"progress,omitempty"`
+	// Stalls are the times the runner's own 100 ms ticker woke more than
+	// a second late: the machine (shared) did not run it.
+	Stalls      []Stall  `json:"stalls,omitempty"`
+	Notes       []string `json:"notes,omitempty"`
+	Interrupted bool     `json:"interrupted,omitempty"`
+	Pass        bool     `json:"pass"`
+	Problems    []string `json:"problems,omitempty"`
+	// RunProblems are what went wrong while running (a node gone, a
+	// scrape failed); judge adds them to Problems.
+	RunProblems []string `json:"run_problems,omitempty"`
+}
+
+// Progress is the SIPp totals of all load generators at one sample.
+type Progress struct {
+	T      float64 `json:"t"`
+	Calls  int64   `json:"calls"`
+	Failed int64   `json:"failed"`
+}
+
+// Stall is one late wake-up of the runner's ticker.
+type Stall struct {
+	T   float64 `json:"t"`     // since the load started (s)
+	Gap float64 `json:"gap_s"` // time between the two wake-ups (s)
 }
 
 // NodeReport is one node's part of the report.
@@ -52,6 +74,7 @@ type NodeReport struct {
 func (r *Report) judge() {
 	warm, _ := time.ParseDuration(r.Warmup)
 	r.Verdicts = nil
+	r.Problems = slices.Clone(r.RunProblems)
 	for _, n := range r.Nodes {
 		for _, v := range judge(n.Name, n.Samples, warm.Seconds(), r.Limits) {
 			r.Verdicts = append(r.Verdicts, v)
@@ -105,6 +128,22 @@ func (r *Report) Markdown() string {
 		verdict = "**FAIL**: " + strings.Join(r.Problems, "; ")
 	}
 	p("%s.\n\n", verdict)
+	for _, n := range r.Notes {
+		p("Note: %s\n\n", n)
+	}
+	if w := r.failureWindow(); w != "" {
+		p("%s\n\n", w)
+	}
+	if len(r.Stalls) > 0 {
+		longest := r.Stalls[0]
+		for _, st := range r.Stalls {
+			if st.Gap > longest.Gap {
+				longest = st
+			}
+		}
+		p("The machine stalled %d times during the load: the runner's 100 ms ticker woke more than 1 s late "+
+			"(longest %.1f s, at %s).\n\n", len(r.Stalls), longest.Gap, fmtSpan(longest.T))
+	}
 	p("    %s\n\n", r.Command)
 	m := r.Machine
 	p("Run %s (UTC)", r.LoadStarted.Format("2006-01-02 15:04"))
@@ -135,7 +174,7 @@ func (r *Report) Markdown() string {
 		"(goroutines: more than %.0f, or %.0f %% of the mean if larger). The rise is slope × span.\n\n",
 		r.Warmup, r.Limits.MemFrac*100, r.Limits.Goroutines, r.Limits.MemFrac*100)
 
-	p("| node | series | samples | mean | min – max | slope per hour | rise over span | limit | R² | verdict |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| node | series | samples | mean | min – max | first → last window | slope per hour | rise over span | limit | R² | verdict |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, v := range r.Verdicts {
 		verdict := "flat"
 		switch {
@@ -144,12 +183,15 @@ func (r *Report) Markdown() string {
 		case v.Trend:
 			verdict = "**TREND**"
 		}
-		p("| %s | %s | %d | %s | %s – %s | %s | %s over %s | %s | %.2f | %s |\n", v.Node, v.Series, v.N,
+		p("| %s | %s | %d | %s | %s – %s | %s → %s | %s | %s over %s | %s | %.2f | %s |\n", v.Node, v.Series, v.N,
 			fmtSeries(v.Series, v.Mean), fmtSeries(v.Series, v.Min), fmtSeries(v.Series, v.Max),
+			fmtSeries(v.Series, v.First), fmtSeries(v.Series, v.Last),
 			signed(fmtSeries(v.Series, v.SlopePerHour), v.SlopePerHour), signed(fmtSeries(v.Series, v.Rise), v.Rise), fmtSpan(v.Span),
 			fmtSeries(v.Series, v.Limit), v.R2, verdict)
 	}
-	p("\n")
+	p("\nThe windows are the first and the last fifth of the judged span (at most 5 minutes each); " +
+		"`heap_goal` is the heap size at which the next GC starts (`go_memstats_next_gc_bytes`), " +
+		"proportional to the heap still live after the last GC.\n\n")
 
 	p("**Samples**, one row per minute (the sample nearest each whole minute; all %d samples per node are in the run's `report.json`). "+
 		"Goroutines, heap in use (MiB), RSS (MiB), transactions live / parked:\n\n", r.sampleCount())
@@ -227,6 +269,29 @@ func (r *Report) Markdown() string {
 	p("\nExpected, not losses: `sipproxy_dropped` (stray ACKs absorbed on purpose), `transaction_canceled` (the CANCELed calls), " +
 		"`async_resume_refused` and `transaction_stale_refused` (the hold parks' timers firing after their CANCEL).\n")
 	return b.String()
+}
+
+// failureWindow says when SIPp's failures appeared, from the progress
+// totals ("" when none failed or nothing was recorded).
+func (r *Report) failureWindow() string {
+	var prev Progress
+	var first, last *Progress
+	for i := range r.Progress {
+		p := &r.Progress[i]
+		if p.Failed > prev.Failed {
+			if first == nil {
+				f := prev
+				first = &f
+			}
+			last = p
+		}
+		prev = *p
+	}
+	if first == nil {
+		return ""
+	}
+	return fmt.Sprintf("SIPp's failures (%d at the last sample) appeared between %s and %s of the load.",
+		prev.Failed, fmtSpan(first.T), fmtSpan(last.T))
 }
 
 func isDropCounter(c string) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -135,7 +136,9 @@ func (s *soak) run(ctx context.Context) (*Report, error) {
 	s.logf("load started: %.0f requests/s per node (%s), %s, a sample every %s, judged after %s",
 		o.rates.total(), o.rates, o.duration, o.interval, o.warmup)
 
+	stalls := watchStalls(ctx, time.Now())
 	interrupted := s.sample(ctx, rep)
+	rep.Stalls = stalls()
 	// Stop the load: no new calls, current ones finish.
 	s.logf("stopping the load")
 	rep.SIPp = s.stopClients()
@@ -153,7 +156,7 @@ func (s *soak) run(ctx context.Context) (*Report, error) {
 			rep.Nodes[i].Events.Published = m.Sum("sipasync_transport_published_total")
 			rep.Nodes[i].Events.Confirmed = m.Sum("sipasync_transport_confirmed_total")
 		} else {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("node %s: final scrape: %v", n.name, err))
+			rep.RunProblems = append(rep.RunProblems, fmt.Sprintf("node %s: final scrape: %v", n.name, err))
 		}
 	}
 	var wg sync.WaitGroup
@@ -339,8 +342,8 @@ func (s *soak) sample(ctx context.Context, rep *Report) (interrupted bool) {
 			select {
 			case <-n.done:
 				msg := fmt.Sprintf("node %s exited during the run (%v)", n.name, n.waitErr)
-				if !slices.Contains(rep.Problems, msg) {
-					rep.Problems = append(rep.Problems, msg)
+				if !slices.Contains(rep.RunProblems, msg) {
+					rep.RunProblems = append(rep.RunProblems, msg)
 					s.logf("%s:\n%s", msg, tailFile(n.logPath, 2048))
 				}
 				continue
@@ -371,8 +374,8 @@ func (s *soak) sample(ctx context.Context, rep *Report) (interrupted bool) {
 			select {
 			case <-c.proc.Done():
 				msg := fmt.Sprintf("SIPp %s on node %s ended early", c.load, c.node)
-				if !slices.Contains(rep.Problems, msg) && time.Until(end) > o.interval {
-					rep.Problems = append(rep.Problems, msg)
+				if !slices.Contains(rep.RunProblems, msg) && time.Until(end) > o.interval {
+					rep.RunProblems = append(rep.RunProblems, msg)
 				}
 			default:
 			}
@@ -382,6 +385,7 @@ func (s *soak) sample(ctx context.Context, rep *Report) (interrupted bool) {
 			}
 		}
 		fmt.Fprintf(&line, " sipp calls=%d failed=%d", calls, failed)
+		rep.Progress = append(rep.Progress, Progress{T: math.Round(t*10) / 10, Calls: calls, Failed: failed})
 		s.logf("%s", strings.TrimSuffix(line.String(), " |"))
 		if !warmProfiled && t >= o.warmup.Seconds() {
 			warmProfiled = true
@@ -391,6 +395,43 @@ func (s *soak) sample(ctx context.Context, rep *Report) (interrupted bool) {
 			s.profile(ctx, "end")
 			return false
 		}
+	}
+}
+
+// watchStalls runs a 100 ms ticker until ctx ends or the returned
+// function is called, and records every wake-up more than a second after
+// the one before: times the shared machine did not run the runner.
+func watchStalls(ctx context.Context, start time.Time) func() []Stall {
+	ctx, cancel := context.WithCancel(ctx)
+	var mu sync.Mutex
+	var stalls []Stall
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				now := time.Now()
+				if gap := now.Sub(last); gap > time.Second {
+					mu.Lock()
+					stalls = append(stalls, Stall{T: math.Round(now.Sub(start).Seconds()*10) / 10, Gap: math.Round(gap.Seconds()*100) / 100})
+					mu.Unlock()
+				}
+				last = now
+			}
+		}
+	}()
+	return func() []Stall {
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return stalls
 	}
 }
 

@@ -69,8 +69,8 @@ func TestFitAndJudge(t *testing.T) {
 	for i := range 60 {
 		ti := float64(i * 10)
 		noise := float64(i%3-1) * 1e6
-		flat = append(flat, Sample{T: ti, Goroutines: 100 + float64(i%5), HeapInuse: 20e6 + noise, RSS: 40e6 + noise})
-		leak = append(leak, Sample{T: ti, Goroutines: 100 + float64(i), HeapInuse: 20e6 * (1 + 0.5*ti/600), RSS: 40e6})
+		flat = append(flat, Sample{T: ti, Goroutines: 100 + float64(i%5), HeapInuse: 20e6 + noise, HeapGoal: 20e6 + noise, RSS: 40e6 + noise})
+		leak = append(leak, Sample{T: ti, Goroutines: 100 + float64(i), HeapInuse: 20e6 * (1 + 0.5*ti/600), HeapGoal: 20e6, RSS: 40e6})
 	}
 	for _, v := range judge("a", flat, 120, DefaultLimits) {
 		if !v.OK() || v.N != 48 {
@@ -81,8 +81,8 @@ func TestFitAndJudge(t *testing.T) {
 	for _, v := range judge("a", leak, 120, DefaultLimits) {
 		got[v.Series] = v.Trend
 	}
-	if !got["goroutines"] || !got["heap_inuse"] || got["rss"] {
-		t.Fatalf("leaking series judged %v, want goroutines and heap_inuse trending, rss flat", got)
+	if !got["goroutines"] || !got["heap_inuse"] || got["rss"] || got["heap_goal"] {
+		t.Fatalf("leaking series judged %v, want goroutines and heap_inuse trending, heap_goal and rss flat", got)
 	}
 	for _, v := range judge("a", flat[:3], 120, DefaultLimits) {
 		if v.Note == "" || v.OK() {
@@ -192,7 +192,7 @@ func TestShortSoak(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatalf("report.json: %v", err)
 	}
-	if len(rep.Nodes) != 2 || len(rep.Verdicts) != 6 {
+	if len(rep.Nodes) != 2 || len(rep.Verdicts) != 8 {
 		t.Fatalf("%d nodes, %d verdicts", len(rep.Nodes), len(rep.Verdicts))
 	}
 	if lines := strings.Count(out.String(), " a: gor="); lines < 8 {
