@@ -138,7 +138,9 @@ func TestCollectorReadsStatsAtScrapeTime(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	var parked int
 	src := Sources{
-		Proxy:        func() sipproxy.Stats { return sipproxy.Stats{Relays: 7, Rejected503: 2, ActiveRelays: 3} },
+		Proxy: func() sipproxy.Stats {
+			return sipproxy.Stats{Relays: 7, Rejected503: 2, ActiveRelays: 3, ACKWaits: 5, ACKWaitTimeouts: 1}
+		},
 		Transactions: func() transaction.Stats { return transaction.Stats{Live: 5, Parked: parked, Expired: 1} },
 		Async:        func() async.Stats { return async.Stats{ResumeRejected: 4} },
 		Wheel:        func() timerwheel.Stats { return timerwheel.Stats{Pending: 9, LateTicks: 6} },
@@ -195,6 +197,10 @@ sipasync_devicestate_changes_total 13
 # HELP sipasync_sipproxy_draining 1 while the proxy refuses new transactions (lame duck or shutdown).
 # TYPE sipasync_sipproxy_draining gauge
 sipasync_sipproxy_draining 1
+# HELP sipasync_sipproxy_ack_waits_total In-dialog requests held until their dialog's ACK was routed, by outcome (acked, timeout).
+# TYPE sipasync_sipproxy_ack_waits_total counter
+sipasync_sipproxy_ack_waits_total{outcome="acked"} 4
+sipasync_sipproxy_ack_waits_total{outcome="timeout"} 1
 # HELP sipasync_sipproxy_refused_total Messages refused before routing, by reason: malformed (400 and the like), too_large (513), overload (503 from overload control).
 # TYPE sipasync_sipproxy_refused_total counter
 sipasync_sipproxy_refused_total{reason="malformed"} 4
@@ -227,7 +233,7 @@ sipasync_sipproxy_overload_runnable 312.5
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"sipasync_transaction_parked", "sipasync_workergroups_completed_total", "sipasync_eventbus_dropped_total",
 		"sipasync_transport_confirmed_total", "sipasync_timerwheel_late_ticks_total",
-		"sipasync_devicestate_changes_total", "sipasync_sipproxy_draining", "sipasync_sipproxy_refused_total",
+		"sipasync_devicestate_changes_total", "sipasync_sipproxy_draining", "sipasync_sipproxy_refused_total", "sipasync_sipproxy_ack_waits_total",
 		"sipasync_sipproxy_refused_unanswered_total", "sipasync_sipproxy_overload_acks_total",
 		"sipasync_sipproxy_overload_shedding", "sipasync_sipproxy_overload_runnable", "sipasync_sipproxy_overload_delay_seconds",
 		"sipasync_sipproxy_udp_dropped_total", "sipasync_sipproxy_udp_queue_bytes"))

@@ -101,6 +101,9 @@ type Stats struct {
 	Requests, Replies, Relays, RelayRejected, Dropped, NoReply    uint64
 	Panics, Unmatched, StrayResponses, Rejected503, ACKsForwarded uint64
 	ActiveRelays                                                  int64
+	// ACKWaits counts in-dialog requests that waited for their dialog's
+	// ACK; ACKWaitTimeouts those that went on without it.
+	ACKWaits, ACKWaitTimeouts uint64
 }
 
 // Proxy is a registrar and stateful proxy driven by a route table.
@@ -118,6 +121,7 @@ type Proxy struct {
 	// overload sheds new requests while the proxy is past its capacity
 	// (nil: off).
 	overload *overload
+	acks     *ackGate // in-dialog requests wait for their dialog's ACK
 
 	myself   map[string]bool
 	listenBy map[string]Listen // first listener per network (lower case)
@@ -193,6 +197,7 @@ func New(cfg Config, table *routes.Table) (*Proxy, error) {
 	p.guard = newGuard(cfg.MaxMessageSize, cfg.MaxHeaders, cfg.Logger, cfg.Clock)
 	p.overload = newOverload(cfg.Overload, cfg.Clock, cfg.Logger)
 	p.guard.overload = p.overload
+	p.acks = newACKGate(cfg.Clock)
 	sipgoLog := p.guard.logger(cfg.Logger.Handler())
 
 	ua, err := sipgo.NewUA(
@@ -261,6 +266,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 		p.log.Info("listening", "socket", l.String())
 	}
 	go p.loc.Run(p.ctx.Done(), time.Second)
+	go p.acks.run(p.ctx.Done())
 	if p.overload != nil {
 		go p.overload.run(p.ctx)
 	}
@@ -389,6 +395,7 @@ func (p *Proxy) Stats() Stats {
 		Panics: p.stats.panics.Load(), Unmatched: p.stats.unmatched.Load(),
 		StrayResponses: p.stats.stray.Load(), Rejected503: p.stats.rejected503.Load(),
 		ACKsForwarded: p.stats.acks.Load(), ActiveRelays: p.stats.activeRelays.Load(),
+		ACKWaits: p.acks.waited.Load(), ACKWaitTimeouts: p.acks.timedOut.Load(),
 	}
 }
 
@@ -470,7 +477,14 @@ func (p *Proxy) onRequest(req *sip.Request, stx *sip.ServerTx) {
 			return
 		}
 		p.runRoute(tx, routes.KindRequest, "", nil, nil)
+		if cid := req.CallID(); cid != nil {
+			p.acks.acked(cid.Value())
+		}
 		return
+	case inDialog(req):
+		if cid := req.CallID(); cid != nil {
+			p.acks.wait(cid.Value())
+		}
 	}
 	if p.closing.Load() {
 		p.stats.rejected503.Add(1)

@@ -318,6 +318,11 @@ func (r *relay) forward(res *sip.Response) {
 			}
 		}
 	}
+	if res.IsSuccess() && r.out.IsInvite() && r.ctx.RecordRouted() {
+		if cid := res.CallID(); cid != nil {
+			p.acks.expect(cid.Value()) // before the caller can ACK it
+		}
+	}
 	if err := r.tx.Respond(p.upstream(r.tx, res)); err == nil {
 		p.stats.replies.Add(1)
 	}

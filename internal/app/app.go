@@ -350,6 +350,7 @@ func (a *App) Shutdown() int {
 		"shed", is.Shed, "shed_dropped", is.ShedDropped, "shed_acks", is.ShedACKs, "stray_responses", ps.StrayResponses,
 		"requests", ps.Requests, "replies", ps.Replies, "relays", ps.Relays, "dropped", ps.Dropped,
 		"no_reply", ps.NoReply, "panics", ps.Panics, "rejected_503", ps.Rejected503, "relay_rejected", ps.RelayRejected,
+		"ack_waits", ps.ACKWaits, "ack_wait_timeouts", ps.ACKWaitTimeouts,
 		"parks", as.Parks, "resumes", as.Resumes, "resume_refused", as.ResumeRefused,
 		"expired", ts.Expired, "canceled", ts.Canceled, "late_cancels", ts.LateCancels)
 	a.closeAdmin()

@@ -1,0 +1,120 @@
+package sipproxy
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/benbjohnson/clock"
+)
+
+// In-dialog order. sipgo hands each message to its own goroutine, so two
+// requests of a dialog read in order may be routed out of order when the
+// proxy is busy. The case that breaks calls is a BYE (or another in-dialog
+// request) overtaking the ACK for the INVITE's 2xx: the callee then gets
+// the BYE of a call it has not seen confirmed. The proxy remembers, per
+// Call-ID, a 2xx it forwarded upstream for a record-routed INVITE until
+// that ACK is routed; an in-dialog request of the same Call-ID that arrives
+// meanwhile waits for it, at most ackWait (the ACK itself may have been
+// lost on the way; the caller resends it when the 2xx is retransmitted).
+
+// ackWait bounds how long an in-dialog request waits for its dialog's ACK.
+const ackWait = 500 * time.Millisecond
+
+// ackMaxAge is how long an ACK is expected at all (64×T1, Timer H).
+const ackMaxAge = 32 * time.Second
+
+type ackGate struct {
+	clock clock.Clock
+
+	mu sync.Mutex
+	m  map[string]*ackEntry
+
+	waited, timedOut atomic.Uint64
+}
+
+type ackEntry struct {
+	done chan struct{}
+	at   time.Time
+}
+
+func newACKGate(clk clock.Clock) *ackGate {
+	return &ackGate{clock: clk, m: map[string]*ackEntry{}}
+}
+
+// expect records that a 2xx for an INVITE of this Call-ID went upstream
+// and its ACK will come through the proxy.
+func (g *ackGate) expect(callID string) {
+	g.mu.Lock()
+	if e, ok := g.m[callID]; !ok {
+		g.m[callID] = &ackEntry{done: make(chan struct{}), at: g.clock.Now()}
+	} else {
+		e.at = g.clock.Now()
+	}
+	g.mu.Unlock()
+}
+
+// acked releases what waits for the ACK of this Call-ID.
+func (g *ackGate) acked(callID string) {
+	g.mu.Lock()
+	e, ok := g.m[callID]
+	delete(g.m, callID)
+	g.mu.Unlock()
+	if ok {
+		close(e.done)
+	}
+}
+
+// wait returns once the ACK of this Call-ID was routed, at once when none
+// is expected, or after ackWait.
+func (g *ackGate) wait(callID string) {
+	g.mu.Lock()
+	e, ok := g.m[callID]
+	g.mu.Unlock()
+	if !ok {
+		return
+	}
+	t := g.clock.Timer(ackWait)
+	defer t.Stop()
+	g.waited.Add(1) // after the timer exists (tests advance a mock clock)
+	select {
+	case <-e.done:
+	case <-t.C:
+		g.timedOut.Add(1)
+	}
+}
+
+// sweep forgets ACKs expected for longer than ackMaxAge (the caller gave
+// up, or the ACK took another path).
+func (g *ackGate) sweep() {
+	cut := g.clock.Now().Add(-ackMaxAge)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for id, e := range g.m {
+		if e.at.Before(cut) {
+			delete(g.m, id)
+			close(e.done)
+		}
+	}
+}
+
+// pending is the number of ACKs expected now.
+func (g *ackGate) pending() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.m)
+}
+
+// run sweeps every few seconds until done closes.
+func (g *ackGate) run(done <-chan struct{}) {
+	t := g.clock.Ticker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			g.sweep()
+		}
+	}
+}
