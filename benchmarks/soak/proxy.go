@@ -44,7 +44,14 @@ func buildProxy(ctx context.Context, repo, dir string, pprof bool) (string, erro
 	pkg := filepath.Join(repo, "benchmarks", "soak", "soakproxy")
 	args := []string{"build", "-o", bin}
 	if pprof {
-		src := filepath.Join(dir, "zz_soak_pprof.go")
+		// The overlay's source lives outside the module: a .go file left
+		// under --out (often inside the repository) would join `./...`.
+		tmp, err := os.MkdirTemp("", "soak-overlay-")
+		if err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(tmp)
+		src := filepath.Join(tmp, "zz_soak_pprof.go")
 		if err := os.WriteFile(src, []byte(pprofMain), 0o644); err != nil {
 			return "", err
 		}
@@ -52,7 +59,7 @@ func buildProxy(ctx context.Context, repo, dir string, pprof bool) (string, erro
 		if err != nil {
 			return "", err
 		}
-		ovPath := filepath.Join(dir, "overlay.json")
+		ovPath := filepath.Join(tmp, "overlay.json")
 		if err := os.WriteFile(ovPath, ov, 0o644); err != nil {
 			return "", err
 		}
