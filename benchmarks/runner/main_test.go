@@ -117,7 +117,10 @@ func TestSmokeFlood(t *testing.T) {
 	require.True(t, ok, "%T", v)
 	assert.True(t, r.Passed, r.Problems)
 	assert.Equal(t, 150.0, r.Flood.Rate)
-	assert.EqualValues(t, 300, r.Flood.UAC.Successful)
+	// The flood's clients stop at its end: calls SIPp had not placed by
+	// then are not placed.
+	assert.InDelta(t, 300, r.Flood.UAC.Successful, 30)
+	assert.Zero(t, r.Flood.UAC.Failed)
 	assert.EqualValues(t, 100, r.Recovery.UAC.Successful)
 	require.NotNil(t, r.Recovery.UAS)
 	assert.Greater(t, r.PeakRSS, int64(0))

@@ -2,6 +2,7 @@ package sipbench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -14,8 +15,9 @@ import (
 )
 
 // The flood run (hardening): one proxy, SIPp at Factor × the scenario's
-// clean rate for Duration, then, Gap after the flood's last call was
-// placed, the clean rate for Recovery on the same proxy. The flood's UAC
+// clean rate for Duration (then its clients place no new call and are
+// killed Gap later), then, Gap after the flood's end, the clean rate for
+// Recovery on the same proxy. The flood's UAC
 // takes a 503 as an answer (benchmarks/sipp/uac_404_or_503.xml, uac_call_or_503.xml), so its
 // "successful" calls include the shed ones; the recovery's UAC is the
 // scenario's own, where a 503 is a failure. Passed when the proxy lived
@@ -196,11 +198,17 @@ func RunFlood(ctx context.Context, cfg FloodConfig, command string) (*FloodRepor
 	floodStart := time.Now()
 	fo := uacOpts(fuac, sc.User, floodRate, cfg.Duration, filepath.Join(cfg.Dir, "flood"))
 	r.Flood = FloodPhase{Rate: floodRate, DurationS: cfg.Duration.Seconds(), Calls: fo.MaxCalls, UACs: uacCount(floodRate, cfg.UACRate)}
+	// The flood ends after Duration: its clients place no new call then
+	// (SIPp's soft exit, SIGUSR1) and those still running are killed when
+	// the recovery starts, so the recovery meets the proxy's own backlog,
+	// not a tail of the flood.
+	fo.StopGrace = cfg.Gap
+	floodCtx, stopFlood := context.WithDeadline(ctx, floodStart.Add(cfg.Duration))
+	defer stopFlood()
 	floodDone := make(chan []clientRun, 1)
-	go func() { floodDone <- runClients(ctx, fo, r.Flood.UACs) }()
+	go func() { floodDone <- runClients(floodCtx, fo, r.Flood.UACs) }()
 
-	// The recovery starts Gap after the flood's last call was placed
-	// (nominally), whatever the flood's stragglers are doing.
+	// The recovery starts Gap after the flood's end.
 	select {
 	case <-ctx.Done():
 	case <-time.After(time.Until(floodStart.Add(cfg.Duration + cfg.Gap))):
@@ -214,6 +222,11 @@ func RunFlood(ctx context.Context, cfg FloodConfig, command string) (*FloodRepor
 	ru, _ := recMon.Stop()
 	r.Recovery.ProxyCPUPercent, r.Recovery.ProxyPeakRSS, r.Recovery.ProxyEndRSS = ru.CPUPercent, ru.PeakRSS, ru.LastRSS
 	floodRuns := <-floodDone
+	for i := range floodRuns {
+		if errors.Is(floodRuns[i].err, context.DeadlineExceeded) {
+			floodRuns[i].err = nil // stopped at the flood's end, as planned
+		}
+	}
 	au, _ := allMon.Stop()
 	r.PeakRSS = au.PeakRSS
 	r.Flood.fill(floodRuns)
@@ -308,9 +321,9 @@ func (r *FloodReport) BlockID() string { return "flood/" + r.Scenario.ID + "/" +
 // Markdown renders the flood run.
 func (r *FloodReport) Markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "**%s flood** on %s: %s calls/s offered for %gs (%g× the clean rate %s), then, %gs after the flood's last call was placed, %s calls/s for %gs on the same proxy. Run %s UTC.\n\n",
+	fmt.Fprintf(&b, "**%s flood** on %s: %s calls/s offered for %gs (%g× the clean rate %s), then, %gs after the flood's end (its SIPp clients place no new call after %gs and are killed then), %s calls/s for %gs on the same proxy. Run %s UTC.\n\n",
 		r.Scenario.ID, r.Target, group(r.Flood.Rate), r.Flood.DurationS, r.Flood.Rate/r.Recovery.Rate, group(r.Recovery.Rate),
-		r.GapS, group(r.Recovery.Rate), r.Recovery.DurationS, r.Started.UTC().Format("2006-01-02 15:04"))
+		r.GapS, r.Flood.DurationS, group(r.Recovery.Rate), r.Recovery.DurationS, r.Started.UTC().Format("2006-01-02 15:04"))
 	fmt.Fprintf(&b, "    %s\n\n", r.Command)
 	fmt.Fprintf(&b, "Machine: %s. Other runnable tasks before the run: %.1f.\n\n", r.Machine, r.Background.Runnable)
 	b.WriteString("| phase | offered calls/s | achieved | answered (incl. 503) | failed | unfinished | retrans | p50 / p99 / max ms | proxy CPU | proxy peak RSS |\n")

@@ -33,19 +33,32 @@ func init() {
 `
 
 // pprofOverlay writes the overlay that adds pprofMain to the package in
-// dir (absolute) and returns the overlay file's path.
-func pprofOverlay(work, pkgDir string) (string, error) {
+// dir (absolute) and returns the overlay file's path and a cleanup. The
+// files go to a temporary directory outside the module: a .go file left
+// under --out (by default inside the repository) would join `./...`.
+func pprofOverlay(pkgDir string) (string, func(), error) {
+	work, err := os.MkdirTemp("", "sipbench-overlay-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { _ = os.RemoveAll(work) }
 	src := filepath.Join(work, "zz_sipbench_pprof.go")
 	if err := os.WriteFile(src, []byte(pprofMain), 0o644); err != nil {
-		return "", err
+		cleanup()
+		return "", nil, err
 	}
 	ov := map[string]map[string]string{"Replace": {filepath.Join(pkgDir, "zz_sipbench_pprof.go"): src}}
 	b, err := json.Marshal(ov)
 	if err != nil {
-		return "", err
+		cleanup()
+		return "", nil, err
 	}
-	path := filepath.Join(work, "overlay-"+filepath.Base(pkgDir)+".json")
-	return path, os.WriteFile(path, b, 0o644)
+	path := filepath.Join(work, "overlay.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return path, cleanup, nil
 }
 
 func freeTCPPort() (int, error) { return sipptest.FreePort("tcp", sipptest.LoopbackIP) }

@@ -99,16 +99,19 @@ func (s *Sipasync) Prepare(ctx context.Context, scs []Scenario) error {
 				return err
 			}
 			args := []string{"build", "-o", bin}
+			cleanup := func() {}
 			if s.Pprof {
-				ov, err := pprofOverlay(s.BinDir, filepath.Join(s.Repo, sipasyncPackages[name]))
+				ov, done, err := pprofOverlay(filepath.Join(s.Repo, sipasyncPackages[name]))
 				if err != nil {
 					return err
 				}
-				args = append(args, "-overlay", ov)
+				args, cleanup = append(args, "-overlay", ov), done
 			}
 			cmd := exec.CommandContext(ctx, "go", append(args, sipasyncPackages[name])...)
 			cmd.Dir = s.Repo
-			if out, err := cmd.CombinedOutput(); err != nil {
+			out, err := cmd.CombinedOutput()
+			cleanup()
+			if err != nil {
 				return fmt.Errorf("go build %s: %v\n%s", sipasyncPackages[name], err, out)
 			}
 		}
