@@ -99,6 +99,7 @@ func TestBadFlagsExitTwoWithOneLine(t *testing.T) {
 		{"--outbound", "sip:[]"},
 		{"--overload-runnable", "-5"},
 		{"--overload-delay", "-1s"},
+		{"--overload-heap-mib", "-5"},
 		{"--udp-buffer", "-1"},
 	}
 	for _, args := range cases {

@@ -135,6 +135,7 @@ var (
 	mUDPQueued          = gauge("sipproxy", "udp_queue_bytes", "Bytes waiting in a UDP listener's kernel receive queue.", "socket")
 	mUDPDropped         = counter("sipproxy", "udp_dropped_total", "Datagrams the kernel dropped on a UDP listener's full receive queue (--udp-buffer).", "socket")
 	mOverloadDelay      = gauge("sipproxy", "overload_delay_seconds", "Least queueing delay of a UDP datagram in overload control's last window.")
+	mOverloadHeap       = gauge("sipproxy", "overload_heap_bytes", "Live heap after the last GC as overload control last read it (0 unless --overload-heap-mib is set).")
 	mOverloadShedding   = gauge("sipproxy", "overload_shedding", "Share of new requests answered 503 by overload control now (0 to 1).")
 
 	mTxLive     = gauge("transaction", "live", "Transactions in the table (live and parked).")
@@ -200,7 +201,7 @@ var (
 
 var allMetrics = []metric{mProxyRelays, mProxyRelayRejected, mProxyDropped, mProxyNoReply, mProxyPanics,
 	mProxyRejected, mProxyUnmatched, mProxyStray, mProxyACKWaits, mProxyActiveRelays, mProxyDraining,
-	mInRefused, mInUnanswered, mInShedACKs, mOverloadRunnable, mOverloadDelay, mOverloadShedding, mUDPQueued, mUDPDropped,
+	mInRefused, mInUnanswered, mInShedACKs, mOverloadRunnable, mOverloadDelay, mOverloadHeap, mOverloadShedding, mUDPQueued, mUDPDropped,
 	mTxLive, mTxParked, mTxCreated, mTxExpired, mTxCanceled, mTxStale, mTxEnded, mTxRejected, mTxLate,
 	mAsyncRefused, mAsyncRejected, mAsyncData, mAsyncDataRej, mAsyncTKV, mAsyncTKVRej,
 	mWheelPending, mWheelFired, mWheelCancelled, mWheelLateTicks, mWheelOverflowed,
@@ -271,6 +272,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		o := s.Overload()
 		emit(ch, mOverloadRunnable, o.Runnable)
 		emit(ch, mOverloadDelay, o.Delay.Seconds())
+		emit(ch, mOverloadHeap, float64(o.Heap))
 		emit(ch, mOverloadShedding, o.Shedding)
 	}
 	if s.Transactions != nil {

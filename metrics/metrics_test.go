@@ -164,7 +164,7 @@ func TestCollectorReadsStatsAtScrapeTime(t *testing.T) {
 			return []sipproxy.UDPSocketStats{{Socket: "udp:127.0.0.1:5060", Queued: 640, Dropped: 3}}
 		},
 		Overload: func() sipproxy.OverloadStats {
-			return sipproxy.OverloadStats{Runnable: 312.5, Delay: 150 * time.Millisecond, Shedding: 0.25}
+			return sipproxy.OverloadStats{Runnable: 312.5, Delay: 150 * time.Millisecond, Shedding: 0.25, Heap: 1 << 20}
 		},
 	}
 	c, err := Register(reg, src)
@@ -226,6 +226,9 @@ sipasync_sipproxy_udp_queue_bytes{socket="udp:127.0.0.1:5060"} 640
 # HELP sipasync_sipproxy_overload_delay_seconds Least queueing delay of a UDP datagram in overload control's last window.
 # TYPE sipasync_sipproxy_overload_delay_seconds gauge
 sipasync_sipproxy_overload_delay_seconds 0.15
+# HELP sipasync_sipproxy_overload_heap_bytes Live heap after the last GC as overload control last read it (0 unless --overload-heap-mib is set).
+# TYPE sipasync_sipproxy_overload_heap_bytes gauge
+sipasync_sipproxy_overload_heap_bytes 1.048576e+06
 # HELP sipasync_sipproxy_overload_runnable Goroutines waiting to run, averaged: what overload control watches.
 # TYPE sipasync_sipproxy_overload_runnable gauge
 sipasync_sipproxy_overload_runnable 312.5
@@ -235,7 +238,7 @@ sipasync_sipproxy_overload_runnable 312.5
 		"sipasync_transport_confirmed_total", "sipasync_timerwheel_late_ticks_total",
 		"sipasync_devicestate_changes_total", "sipasync_sipproxy_draining", "sipasync_sipproxy_refused_total", "sipasync_sipproxy_ack_waits_total",
 		"sipasync_sipproxy_refused_unanswered_total", "sipasync_sipproxy_overload_acks_total",
-		"sipasync_sipproxy_overload_shedding", "sipasync_sipproxy_overload_runnable", "sipasync_sipproxy_overload_delay_seconds",
+		"sipasync_sipproxy_overload_shedding", "sipasync_sipproxy_overload_runnable", "sipasync_sipproxy_overload_delay_seconds", "sipasync_sipproxy_overload_heap_bytes",
 		"sipasync_sipproxy_udp_dropped_total", "sipasync_sipproxy_udp_queue_bytes"))
 
 	parked = 1 // read again at the next scrape

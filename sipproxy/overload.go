@@ -17,7 +17,7 @@ import (
 
 // Overload control. Past its capacity a SIP proxy does not slow down
 // gracefully: late answers bring retransmissions, which are more load, and
-// the run collapses. Two signals say the proxy is behind:
+// the run collapses. Up to three signals say the proxy is behind:
 //
 //   - the queueing delay of UDP datagrams: the kernel stamps each datagram
 //     on arrival (SO_TIMESTAMPNS) and the socket wrapper takes the time from
@@ -25,12 +25,16 @@ import (
 //     counts: bursts come and go, a standing queue keeps even the minimum
 //     high;
 //   - the Go run queue (goroutines ready to run and not running), averaged:
-//     work taken and not done, on any transport.
+//     work taken and not done, on any transport;
+//   - optionally the live heap (after the last GC): what the calls taken
+//     hold, relays waiting on a slow callee included. It bounds memory
+//     where the other two bound latency.
 //
 // Every window (100ms) the proxy compares them with their marks
-// (OverloadConfig.Delay, .Runnable): over either, the share of new
-// requests it answers 503 with Retry-After grows by 1/8; under half of both
-// it shrinks by 1/16. In-dialog requests, ACKs, CANCELs and responses always
+// (OverloadConfig.Delay, .Runnable, .Heap): over any, the share of new
+// requests it answers 503 with Retry-After grows by 1/8; under half of the
+// delay and run-queue marks and three quarters of the heap mark it shrinks
+// by 1/16. In-dialog requests, ACKs, CANCELs and responses always
 // pass: they finish calls already taken. On UDP the 503 is written by the
 // socket wrapper from the raw bytes, before sipgo parses them; on stream
 // transports it is sent when the request reaches the proxy. Which calls are
@@ -59,6 +63,12 @@ type OverloadConfig struct {
 	// Sample reads the run-queue length; nil reads the Go runtime's
 	// /sched/goroutines/runnable:goroutines. Tests set it.
 	Sample func() int
+	// Heap is the live heap, in bytes, above which new requests are shed;
+	// 0 ignores it (the default). RSS settles at about twice it (GOGC=100).
+	Heap uint64
+	// HeapSample reads the live heap; nil reads the Go runtime's
+	// /gc/heap/live:bytes. Tests set it.
+	HeapSample func() uint64
 }
 
 // OverloadStats describe overload control now.
@@ -68,6 +78,8 @@ type OverloadStats struct {
 	// Delay is the least queueing delay of a UDP datagram in the last
 	// window (0 when none came).
 	Delay time.Duration
+	// Heap is the live heap at the last window, when Heap is watched.
+	Heap uint64
 	// Shedding is the share of new requests answered 503 now (0 to 1).
 	Shedding float64
 }
@@ -95,10 +107,14 @@ type overload struct {
 	lastMin  atomic.Int64  // of the last window
 	avgState float64       // run's goroutine only
 	ticks    int
+
+	heapMark   uint64 // live-heap mark (0: ignored)
+	heapSample func() uint64
+	heapLast   atomic.Uint64
 }
 
 func newOverload(cfg OverloadConfig, clk clock.Clock, log *slog.Logger) *overload {
-	if cfg.Runnable < 0 && cfg.Delay < 0 {
+	if cfg.Runnable < 0 && cfg.Delay < 0 && cfg.Heap == 0 {
 		return nil
 	}
 	if cfg.Runnable == 0 {
@@ -119,6 +135,12 @@ func newOverload(cfg OverloadConfig, clk clock.Clock, log *slog.Logger) *overloa
 	}
 	if o.sample == nil {
 		o.sample = runtimeRunnable()
+	}
+	if cfg.Heap > 0 {
+		o.heapMark, o.heapSample = cfg.Heap, cfg.HeapSample
+		if o.heapSample == nil {
+			o.heapSample = runtimeLiveHeap()
+		}
 	}
 	o.winMin.Store(noDelay)
 	return o
@@ -154,6 +176,18 @@ func runtimeRunnable() func() int {
 	}
 }
 
+// runtimeLiveHeap returns a reader of the heap marked live by the last GC.
+func runtimeLiveHeap() func() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	return func() uint64 {
+		metrics.Read(s)
+		if s[0].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return s[0].Value.Uint64()
+	}
+}
+
 // run samples until ctx ends.
 func (o *overload) run(ctx context.Context) {
 	t := o.clock.Ticker(o.interval)
@@ -184,15 +218,22 @@ func (o *overload) tick() {
 	}
 	o.lastMin.Store(int64(delay))
 	avg := o.avgState
-	over := (o.target > 0 && delay > o.target) || (o.high > 0 && avg > o.high)
-	under := (o.target == 0 || delay < o.target/2) && (o.high == 0 || avg < o.high/2)
+	var heap uint64
+	if o.heapMark > 0 {
+		heap = o.heapSample()
+		o.heapLast.Store(heap)
+	}
+	over := (o.target > 0 && delay > o.target) || (o.high > 0 && avg > o.high) ||
+		(o.heapMark > 0 && heap > o.heapMark)
+	under := (o.target == 0 || delay < o.target/2) && (o.high == 0 || avg < o.high/2) &&
+		(o.heapMark == 0 || heap < o.heapMark/4*3)
 	f := o.frac.Load()
 	switch {
 	case over:
 		o.frac.Store(min(f+shedUp, shedScale))
 		if f == 0 {
 			o.log.Warn("overload: shedding new requests (503)", "delay", delay, "runnable", int(avg),
-				"delay_mark", o.target, "runnable_mark", int(o.high))
+				"heap", heap, "delay_mark", o.target, "runnable_mark", int(o.high), "heap_mark", o.heapMark)
 		}
 	case under && f > 0:
 		nf := uint32(0)
@@ -201,7 +242,7 @@ func (o *overload) tick() {
 		}
 		o.frac.Store(nf)
 		if nf == 0 {
-			o.log.Info("overload: no longer shedding", "delay", delay, "runnable", int(avg))
+			o.log.Info("overload: no longer shedding", "delay", delay, "runnable", int(avg), "heap", heap)
 		}
 	}
 }
@@ -212,7 +253,7 @@ func (o *overload) stats() OverloadStats {
 		return OverloadStats{}
 	}
 	return OverloadStats{Runnable: float64(o.avg.Load()) / 1000, Delay: time.Duration(o.lastMin.Load()),
-		Shedding: float64(o.frac.Load()) / shedScale}
+		Shedding: float64(o.frac.Load()) / shedScale, Heap: o.heapLast.Load()}
 }
 
 // shedding reports whether any request may be shed now.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -307,4 +308,38 @@ func TestDatagramQueueingDelay(t *testing.T) {
 	d := time.Duration(g.overload.winMin.Load())
 	assert.GreaterOrEqual(t, d, 55*time.Millisecond, "the wait in the queue")
 	assert.Less(t, d, 10*time.Second)
+}
+
+// TestOverloadLiveHeap: with a heap mark, a live heap over it sheds; the
+// share shrinks only once the heap is under three quarters of the mark.
+func TestOverloadLiveHeap(t *testing.T) {
+	var heap atomic.Uint64
+	o := newOverload(OverloadConfig{Runnable: -1, Delay: -1, Heap: 400 << 20,
+		Sample: func() int { return 0 }, HeapSample: heap.Load}, clock.NewMock(), discard())
+	require.NotNil(t, o, "the heap alone turns overload control on")
+	assert.False(t, o.watchesDelay())
+	windows := func(n int) {
+		for range n * overloadWindow {
+			o.tick()
+		}
+	}
+	heap.Store(300 << 20)
+	windows(3)
+	assert.Zero(t, o.stats().Shedding, "under the mark nothing is shed")
+	assert.Equal(t, uint64(300<<20), o.stats().Heap)
+
+	heap.Store(500 << 20)
+	windows(2)
+	assert.Equal(t, 0.25, o.stats().Shedding, "over the mark: 1/8 more per window")
+	heap.Store(350 << 20) // under the mark, over three quarters of it: hold
+	windows(5)
+	assert.Equal(t, 0.25, o.stats().Shedding)
+	heap.Store(250 << 20)
+	windows(4)
+	assert.Zero(t, o.stats().Shedding, "under three quarters: back off")
+
+	assert.Nil(t, newOverload(OverloadConfig{Runnable: -1, Delay: -1}, clock.NewMock(), discard()), "all three off")
+	o = newOverload(OverloadConfig{Heap: 1}, clock.NewMock(), discard())
+	runtime.GC() // the live heap is known from the first GC on
+	assert.Greater(t, o.heapSample(), uint64(0), "the runtime's live heap is readable")
 }

@@ -50,6 +50,7 @@ type Flags struct {
 	MaxMessageSize  int
 	Overload        int
 	OverloadDelay   time.Duration
+	OverloadHeapMiB int
 	UDPBuffer       int
 	InviteTimeout   time.Duration
 	Events          []string
@@ -80,6 +81,7 @@ func (f *Flags) Register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.UDPBuffer, "udp-buffer", sipproxy.DefaultUDPBuffer, "kernel receive and send buffer asked for each UDP socket, bytes (capped by net.core.rmem_max/wmem_max); 0 keeps the system's; what overflows it is dropped by the kernel and counted in /metrics")
 	fs.DurationVar(&f.OverloadDelay, "overload-delay", sipproxy.DefaultOverloadDelay, "overload control: while UDP datagrams wait longer than this in the socket's queue (the least over 100ms), a growing share of new requests is answered 503 with Retry-After; 0 ignores the delay")
 	fs.IntVar(&f.Overload, "overload-runnable", sipproxy.DefaultOverloadRunnable, "overload control: the same while more goroutines than this wait to run (averaged); 0 ignores the run queue (both 0: overload control off)")
+	fs.IntVar(&f.OverloadHeapMiB, "overload-heap-mib", 0, "overload control: the same while the live heap (after the last GC) is over this many MiB, which bounds RSS at about twice it; 0 ignores the heap")
 	fs.DurationVar(&f.InviteTimeout, "invite-timeout", 120*time.Second, "a relayed INVITE with a provisional but no final response is cancelled and answered 408 after this")
 	fs.StringArrayVar(&f.Events, "event", nil, "subscribe a transport to an event: NAME=SOCKET, e.g. 'E_SIP_MESSAGE=udp:127.0.0.1:8888'; repeatable")
 	f.Async.Register(fs)
@@ -121,7 +123,7 @@ func (f *Flags) logger(w io.Writer) (*slog.Logger, *slog.LevelVar, error) {
 func (f *Flags) ProxyConfig(log *slog.Logger) (sipproxy.Config, error) {
 	cfg := sipproxy.Config{Outbound: f.Outbound, Domains: f.Domains, Logger: log,
 		MaxRelays: f.MaxRelays, InviteTimeout: f.InviteTimeout, MaxMessageSize: f.MaxMessageSize,
-		Overload:     sipproxy.OverloadConfig{Runnable: f.Overload, Delay: f.OverloadDelay},
+		Overload:     sipproxy.OverloadConfig{Runnable: f.Overload, Delay: f.OverloadDelay, Heap: uint64(max(f.OverloadHeapMiB, 0)) << 20},
 		UDPBuffer:    f.UDPBuffer,
 		Transactions: transaction.Options{MaxParked: f.MaxParked, SuspendTimeout: f.SuspendTimeout}}
 	if len(f.Listen) == 0 {
@@ -152,6 +154,8 @@ func (f *Flags) ProxyConfig(log *slog.Logger) (sipproxy.Config, error) {
 		return cfg, fmt.Errorf("%w: --overload-runnable %d: want >= 0 (0: ignore the run queue)", ErrUsage, f.Overload)
 	case f.OverloadDelay < 0 || f.OverloadDelay > time.Minute:
 		return cfg, fmt.Errorf("%w: --overload-delay %s: want 0 (ignore the delay) to 1m", ErrUsage, f.OverloadDelay)
+	case f.OverloadHeapMiB < 0 || f.OverloadHeapMiB > 1<<20:
+		return cfg, fmt.Errorf("%w: --overload-heap-mib %d: want 0 (ignore the heap) to 1048576", ErrUsage, f.OverloadHeapMiB)
 	}
 	if f.Overload == 0 {
 		cfg.Overload.Runnable = -1
