@@ -106,15 +106,4 @@ func (g *ackGate) pending() int {
 }
 
 // run sweeps every few seconds until done closes.
-func (g *ackGate) run(done <-chan struct{}) {
-	t := g.clock.Ticker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-			g.sweep()
-		}
-	}
-}
+func (g *ackGate) run(done <-chan struct{}) { every(g.clock, 5*time.Second, done, g.sweep) }

@@ -363,14 +363,19 @@ func (l *Location) Len() int {
 
 // Run sweeps every interval until done is closed.
 func (l *Location) Run(done <-chan struct{}, interval time.Duration) {
-	t := l.clock.Ticker(interval)
+	every(l.clock, interval, done, func() { l.Sweep() })
+}
+
+// every calls f every d on clk until done closes.
+func every(clk clock.Clock, d time.Duration, done <-chan struct{}, f func()) {
+	t := clk.Ticker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-done:
 			return
 		case <-t.C:
-			l.Sweep()
+			f()
 		}
 	}
 }
