@@ -134,12 +134,13 @@ func newOverload(cfg OverloadConfig, clk clock.Clock, log *slog.Logger) *overloa
 		o.target = cfg.Delay
 	}
 	if o.sample == nil {
-		o.sample = runtimeRunnable()
+		runnable := runtimeMetric("/sched/goroutines/runnable:goroutines")
+		o.sample = func() int { return int(runnable()) }
 	}
 	if cfg.Heap > 0 {
 		o.heapMark, o.heapSample = cfg.Heap, cfg.HeapSample
 		if o.heapSample == nil {
-			o.heapSample = runtimeLiveHeap()
+			o.heapSample = runtimeMetric("/gc/heap/live:bytes")
 		}
 	}
 	o.winMin.Store(noDelay)
@@ -163,22 +164,11 @@ func (o *overload) observe(d time.Duration) {
 	}
 }
 
-// runtimeRunnable returns a reader of the runtime's run-queue length (no
-// allocation per read; the runtime takes its scheduler lock briefly).
-func runtimeRunnable() func() int {
-	s := []metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
-	return func() int {
-		metrics.Read(s)
-		if s[0].Value.Kind() != metrics.KindUint64 {
-			return 0
-		}
-		return int(s[0].Value.Uint64())
-	}
-}
-
-// runtimeLiveHeap returns a reader of the heap marked live by the last GC.
-func runtimeLiveHeap() func() uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+// runtimeMetric returns a reader of one of the runtime's uint64 metrics
+// (no allocation per read): /sched/goroutines/runnable:goroutines (the
+// runtime takes its scheduler lock briefly) or /gc/heap/live:bytes.
+func runtimeMetric(name string) func() uint64 {
+	s := []metrics.Sample{{Name: name}}
 	return func() uint64 {
 		metrics.Read(s)
 		if s[0].Value.Kind() != metrics.KindUint64 {

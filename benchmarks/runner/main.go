@@ -27,7 +27,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -175,7 +174,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	repo, err := repoRoot(o.repo)
+	repo, err := sipbench.RepoRoot(o.repo)
 	if err != nil {
 		fmt.Fprintf(stderr, "runner: %v\n", err)
 		return 2
@@ -568,25 +567,4 @@ func quote(s string) string {
 		return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 	}
 	return s
-}
-
-// repoRoot returns dir, or the nearest directory at or above the working
-// directory whose go.mod declares this module.
-func repoRoot(dir string) (string, error) {
-	if dir != "" {
-		return filepath.Abs(dir)
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := wd; ; d = filepath.Dir(d) {
-		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil &&
-			slices.Contains(strings.Fields(string(b)), "github.com/sipasync/sipasync") {
-			return d, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", errors.New("run from inside the sipasync repository, or give --repo")
-		}
-	}
 }

@@ -25,7 +25,7 @@ func TestSmokeSuite(t *testing.T) {
 		t.Skip("starts SIPp and proxies")
 	}
 	sipptest.Require(t)
-	_, err := repoRoot("")
+	_, err := sipbench.RepoRoot("")
 	require.NoError(t, err, "the test runs inside the repository")
 	out := t.TempDir()
 	results := filepath.Join(out, "RESULTS.md")

@@ -250,37 +250,8 @@ func RunFlood(ctx context.Context, cfg FloodConfig, command string) (*FloodRepor
 
 // fill sums the phase's client runs.
 func (ph *FloodPhase) fill(runs []clientRun) {
-	var samples []time.Duration
-	for i, cr := range runs {
-		c := countsOf(cr.res, cr.err)
-		c.CPUPercent = cr.usage.CPUPercent
-		if i == 0 {
-			ph.UAC = c
-		} else {
-			ph.UAC.add(c)
-		}
-		if cr.res != nil {
-			samples = append(samples, cr.res.ResponseTimes...)
-		}
-		rate := 0.0
-		if rows, err := readStatsRows(filepath.Join(cr.dir, "stats.csv")); err == nil {
-			if n, span, ok := creationSpan(rows); ok && span > 0 {
-				rate = float64(n) / span.Seconds()
-			}
-		}
-		if rate == 0 && cr.res != nil {
-			rate = cr.res.CallRate
-		}
-		ph.AchievedRate += rate
-		if cr.dir != "" {
-			if files, _ := filepath.Glob(filepath.Join(cr.dir, "*_rtt.csv")); len(files) > 0 {
-				for _, f := range files {
-					_ = os.Remove(f)
-				}
-			}
-		}
-	}
-	ph.RTT = latencyOf(samples)
+	sum := sumClients(runs, false)
+	ph.UAC, ph.RTT, ph.AchievedRate = sum.UAC, sum.RTT, sum.AchievedRate
 	ph.Unfinished = ph.UAC.Unfinished + max(0, int64(ph.Calls)-ph.UAC.Created)
 }
 

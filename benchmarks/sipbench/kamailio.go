@@ -230,29 +230,17 @@ func (k *Kamailio) Start(ctx context.Context, spec ProxySpec) (Instance, error) 
 	}()
 	_, portStr, _ := strings.Cut(spec.Addr, ":")
 	port, _ := strconv.Atoi(portStr)
-	deadline := time.NewTimer(15 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-inst.done:
-			return nil, fmt.Errorf("kamailio exited before it started (%v):\n%s", inst.waitErr, tailFile(logPath, 2048))
-		case <-ctx.Done():
-			_, _ = inst.Stop(context.Background())
-			return nil, ctx.Err()
-		case <-deadline.C:
-			_, _ = inst.Stop(context.Background())
-			return nil, fmt.Errorf("kamailio did not start within 15s:\n%s", tailFile(logPath, 2048))
-		case <-tick.C:
-			// Bound, and every receiver plus the timer and async
-			// processes forked.
-			if udpBound(port) && len(descendants(cmd.Process.Pid)) >= children+2 {
-				time.Sleep(300 * time.Millisecond)
-				return inst, nil
-			}
-		}
+	// Bound, and every receiver plus the timer and async processes forked.
+	ready := func() bool { return udpBound(port) && len(descendants(cmd.Process.Pid)) >= children+2 }
+	switch err := WaitReady(ctx, inst.done, 15*time.Second, 20*time.Millisecond, ready); {
+	case errors.Is(err, ErrExited):
+		return nil, fmt.Errorf("kamailio %w (%v):\n%s", err, inst.waitErr, TailFile(logPath, 2048))
+	case err != nil:
+		_, _ = inst.Stop(context.Background())
+		return nil, fmt.Errorf("kamailio: %w:\n%s", err, TailFile(logPath, 2048))
 	}
+	time.Sleep(300 * time.Millisecond)
+	return inst, nil
 }
 
 // udpBound reports whether some socket is bound to 127.0.0.1:port (UDP).

@@ -15,8 +15,12 @@ import (
 
 // pprofMain is added to a program's package main when the runner builds it
 // for profiling (go build -overlay), so that no program of the repository
-// carries a profiling endpoint: with SIPBENCH_PPROF_ADDR set it serves
+// carries a profiling endpoint: with PprofAddrEnv set it serves
 // net/http/pprof there.
+// PprofAddrEnv names the environment variable that gives a program built
+// with PprofOverlay the host:port of its pprof endpoint.
+const PprofAddrEnv = "SIPBENCH_PPROF_ADDR"
+
 const pprofMain = `package main
 
 import (
@@ -32,11 +36,11 @@ func init() {
 }
 `
 
-// pprofOverlay writes the overlay that adds pprofMain to the package in
-// dir (absolute) and returns the overlay file's path and a cleanup. The
+// PprofOverlay writes the overlay that adds pprofMain to the package in
+// pkgDir (absolute) and returns the overlay file's path and a cleanup. The
 // files go to a temporary directory outside the module: a .go file left
 // under --out (by default inside the repository) would join `./...`.
-func pprofOverlay(pkgDir string) (string, func(), error) {
+func PprofOverlay(pkgDir string) (string, func(), error) {
 	work, err := os.MkdirTemp("", "sipbench-overlay-")
 	if err != nil {
 		return "", nil, err
@@ -69,8 +73,8 @@ type Profiler interface {
 	PprofAddr() string
 }
 
-// fetchProfile saves /debug/pprof/NAME from addr to path.
-func fetchProfile(ctx context.Context, addr, name, query, path string) error {
+// FetchProfile saves /debug/pprof/NAME?QUERY from addr to path.
+func FetchProfile(ctx context.Context, addr, name, query, path string) error {
 	url := fmt.Sprintf("http://%s/debug/pprof/%s?%s", addr, name, query)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

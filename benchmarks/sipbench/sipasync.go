@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -101,7 +102,7 @@ func (s *Sipasync) Prepare(ctx context.Context, scs []Scenario) error {
 			args := []string{"build", "-o", bin}
 			cleanup := func() {}
 			if s.Pprof {
-				ov, done, err := pprofOverlay(filepath.Join(s.Repo, sipasyncPackages[name]))
+				ov, done, err := PprofOverlay(filepath.Join(s.Repo, sipasyncPackages[name]))
 				if err != nil {
 					return err
 				}
@@ -155,7 +156,7 @@ func (s *Sipasync) Start(ctx context.Context, spec ProxySpec) (Instance, error) 
 			return nil, err
 		}
 		pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
-		cmd.Env = append(cmd.Env, "SIPBENCH_PPROF_ADDR="+pprofAddr)
+		cmd.Env = append(cmd.Env, PprofAddrEnv+"="+pprofAddr)
 	}
 	// If the runner dies, so does the proxy.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -175,26 +176,14 @@ func (s *Sipasync) Start(ctx context.Context, spec ProxySpec) (Instance, error) 
 		inst.waitErr = cmd.Wait()
 		close(inst.done)
 	}()
-	deadline := time.NewTimer(15 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-inst.done:
-			return nil, fmt.Errorf("%s exited before it started (%v):\n%s", name, inst.waitErr, tailFile(logPath, 2048))
-		case <-ctx.Done():
-			_, _ = inst.Stop(context.Background())
-			return nil, ctx.Err()
-		case <-deadline.C:
-			_, _ = inst.Stop(context.Background())
-			return nil, fmt.Errorf("%s did not start within 15s:\n%s", name, tailFile(logPath, 2048))
-		case <-tick.C:
-			if b, _ := os.ReadFile(logPath); bytes.Contains(b, []byte("sipasync started")) {
-				return inst, nil
-			}
-		}
+	switch err := WaitReady(ctx, inst.done, 15*time.Second, 20*time.Millisecond, Logged(logPath, "sipasync started")); {
+	case errors.Is(err, ErrExited):
+		return nil, fmt.Errorf("%s %w (%v):\n%s", name, err, inst.waitErr, TailFile(logPath, 2048))
+	case err != nil:
+		_, _ = inst.Stop(context.Background())
+		return nil, fmt.Errorf("%s: %w:\n%s", name, err, TailFile(logPath, 2048))
 	}
+	return inst, nil
 }
 
 type sipasyncInstance struct {
@@ -479,15 +468,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
-}
-
-func tailFile(path string, n int64) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	if int64(len(b)) > n {
-		b = b[int64(len(b))-n:]
-	}
-	return string(b)
 }

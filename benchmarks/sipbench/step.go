@@ -319,11 +319,11 @@ func RunStep(ctx context.Context, cfg StepConfig) (*Step, error) {
 				return
 			}
 			secs := fmt.Sprintf("seconds=%d", max(1, int(cfg.Profile.Seconds())))
-			if err := fetchProfile(ctx, pp.PprofAddr(), "profile", secs, filepath.Join(cfg.Dir, "cpu.pprof")); err != nil {
+			if err := FetchProfile(ctx, pp.PprofAddr(), "profile", secs, filepath.Join(cfg.Dir, "cpu.pprof")); err != nil {
 				st.ProfileError = err.Error()
 			}
-			_ = fetchProfile(ctx, pp.PprofAddr(), "heap", "gc=1", filepath.Join(cfg.Dir, "heap.pprof"))
-			_ = fetchProfile(ctx, pp.PprofAddr(), "goroutine", "debug=1", filepath.Join(cfg.Dir, "goroutines.txt"))
+			_ = FetchProfile(ctx, pp.PprofAddr(), "heap", "gc=1", filepath.Join(cfg.Dir, "heap.pprof"))
+			_ = FetchProfile(ctx, pp.PprofAddr(), "goroutine", "debug=1", filepath.Join(cfg.Dir, "goroutines.txt"))
 		}()
 	} else {
 		close(profDone)
@@ -332,39 +332,9 @@ func RunStep(ctx context.Context, cfg StepConfig) (*Step, error) {
 	<-profDone
 	proxyUse, _ := proxyMon.Stop()
 
-	var samples []time.Duration
-	for i, r := range runs {
-		c := countsOf(r.res, r.err)
-		c.CPUPercent = r.usage.CPUPercent
-		if i == 0 {
-			st.UAC = c
-		} else {
-			st.UAC.add(c)
-		}
-		if r.res != nil {
-			st.WallS = max(st.WallS, r.res.Duration.Seconds())
-			samples = append(samples, r.res.ResponseTimes...)
-		}
-		rate := 0.0
-		if rows, err := readStatsRows(filepath.Join(r.dir, "stats.csv")); err == nil {
-			if n, span, ok := creationSpan(rows); ok && span > 0 {
-				rate = float64(n) / span.Seconds()
-			}
-			st.PeakLiveCalls += peakCurrent(rows)
-		}
-		if rate == 0 && r.res != nil {
-			rate = r.res.CallRate
-		}
-		st.AchievedRate += rate
-		if !cfg.KeepTraces && r.dir != "" {
-			if files, _ := filepath.Glob(filepath.Join(r.dir, "*_rtt.csv")); len(files) > 0 {
-				for _, f := range files {
-					_ = os.Remove(f)
-				}
-			}
-		}
-	}
-	st.RTT = latencyOf(samples)
+	sum := sumClients(runs, cfg.KeepTraces)
+	st.UAC, st.RTT, st.AchievedRate = sum.UAC, sum.RTT, sum.AchievedRate
+	st.PeakLiveCalls, st.WallS = sum.PeakLive, sum.WallS
 
 	if uas != nil {
 		var uasUse Usage
@@ -440,6 +410,55 @@ type clientRun struct {
 	dir   string
 	usage Usage
 	err   error
+}
+
+// clientSum is what the runs of one phase's SIPp clients add up to.
+type clientSum struct {
+	UAC          SippCounts
+	RTT          Latency
+	AchievedRate float64 // calls created per second, over all clients
+	PeakLive     int64   // sum of each client's peak of live calls
+	WallS        float64 // the longest client run
+}
+
+// sumClients adds up the runs of one phase's clients. A client's achieved
+// rate is its calls over their creation span in stats.csv, else SIPp's own
+// rate. Response-time traces are deleted unless keepTraces.
+func sumClients(runs []clientRun, keepTraces bool) clientSum {
+	var sum clientSum
+	var samples []time.Duration
+	for i, r := range runs {
+		c := countsOf(r.res, r.err)
+		c.CPUPercent = r.usage.CPUPercent
+		if i == 0 {
+			sum.UAC = c
+		} else {
+			sum.UAC.add(c)
+		}
+		if r.res != nil {
+			sum.WallS = max(sum.WallS, r.res.Duration.Seconds())
+			samples = append(samples, r.res.ResponseTimes...)
+		}
+		rate := 0.0
+		if rows, err := readStatsRows(filepath.Join(r.dir, "stats.csv")); err == nil {
+			if n, span, ok := creationSpan(rows); ok && span > 0 {
+				rate = float64(n) / span.Seconds()
+			}
+			sum.PeakLive += peakCurrent(rows)
+		}
+		if rate == 0 && r.res != nil {
+			rate = r.res.CallRate
+		}
+		sum.AchievedRate += rate
+		if !keepTraces && r.dir != "" {
+			files, _ := filepath.Glob(filepath.Join(r.dir, "*_rtt.csv"))
+			for _, f := range files {
+				_ = os.Remove(f)
+			}
+		}
+	}
+	sum.RTT = latencyOf(samples)
+	return sum
 }
 
 // runClients runs n SIPp clients at once, each with 1/n of the rate and

@@ -26,11 +26,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/sipasync/sipasync/benchmarks/sipbench"
 	"github.com/spf13/pflag"
 )
 
@@ -122,7 +122,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "soak: %v\n", err)
 		return 2
 	}
-	repo, err := repoRoot(o.repo)
+	repo, err := sipbench.RepoRoot(o.repo)
 	if err != nil {
 		fmt.Fprintf(stderr, "soak: %v\n", err)
 		return 2
@@ -251,25 +251,6 @@ func (s *soak) write(rep *Report) error {
 		fmt.Fprintf(s.stdout, "wrote the Soak section of %s\n", s.o.results)
 	}
 	return nil
-}
-
-func repoRoot(dir string) (string, error) {
-	if dir != "" {
-		return filepath.Abs(dir)
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := wd; ; d = filepath.Dir(d) {
-		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil &&
-			slices.Contains(strings.Fields(string(b)), "github.com/sipasync/sipasync") {
-			return d, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", errors.New("run from inside the sipasync repository, or give --repo")
-		}
-	}
 }
 
 // displayCommand is the command line as run, with only the flags given.

@@ -2,12 +2,10 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,25 +13,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sipasync/sipasync/benchmarks/sipbench"
 )
-
-// pprofMain is added to soakproxy's package main by a build overlay when
-// --pprof is on, so that the program itself carries no profiling
-// endpoint: with SOAK_PPROF_ADDR set it serves net/http/pprof there.
-const pprofMain = `package main
-
-import (
-	"net/http"
-	_ "net/http/pprof"
-	"os"
-)
-
-func init() {
-	if addr := os.Getenv("SOAK_PPROF_ADDR"); addr != "" {
-		go func() { _ = http.ListenAndServe(addr, nil) }()
-	}
-}
-`
 
 // buildProxy builds soakproxy into dir and returns the binary's path.
 func buildProxy(ctx context.Context, repo, dir string, pprof bool) (string, error) {
@@ -44,26 +26,12 @@ func buildProxy(ctx context.Context, repo, dir string, pprof bool) (string, erro
 	pkg := filepath.Join(repo, "benchmarks", "soak", "soakproxy")
 	args := []string{"build", "-o", bin}
 	if pprof {
-		// The overlay's source lives outside the module: a .go file left
-		// under --out (often inside the repository) would join `./...`.
-		tmp, err := os.MkdirTemp("", "soak-overlay-")
+		ov, cleanup, err := sipbench.PprofOverlay(pkg)
 		if err != nil {
 			return "", err
 		}
-		defer os.RemoveAll(tmp)
-		src := filepath.Join(tmp, "zz_soak_pprof.go")
-		if err := os.WriteFile(src, []byte(pprofMain), 0o644); err != nil {
-			return "", err
-		}
-		ov, err := json.Marshal(map[string]map[string]string{"Replace": {filepath.Join(pkg, "zz_soak_pprof.go"): src}})
-		if err != nil {
-			return "", err
-		}
-		ovPath := filepath.Join(tmp, "overlay.json")
-		if err := os.WriteFile(ovPath, ov, 0o644); err != nil {
-			return "", err
-		}
-		args = append(args, "-overlay", ovPath)
+		defer cleanup()
+		args = append(args, "-overlay", ov)
 	}
 	cmd := exec.CommandContext(ctx, "go", append(args, "./benchmarks/soak/soakproxy")...)
 	cmd.Dir = repo
@@ -99,7 +67,7 @@ func startNode(ctx context.Context, name, bin, logPath, addr, admin, pprof strin
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
 	if pprof != "" {
-		cmd.Env = append(cmd.Env, "SOAK_PPROF_ADDR="+pprof)
+		cmd.Env = append(cmd.Env, sipbench.PprofAddrEnv+"="+pprof)
 	}
 	// If the soak runner dies, so do its proxies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -111,26 +79,14 @@ func startNode(ctx context.Context, name, bin, logPath, addr, admin, pprof strin
 		n.waitErr = cmd.Wait()
 		close(n.done)
 	}()
-	deadline := time.NewTimer(20 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-n.done:
-			return nil, fmt.Errorf("node %s exited before it started (%v):\n%s", name, n.waitErr, tailFile(logPath, 2048))
-		case <-ctx.Done():
-			n.stop(5 * time.Second)
-			return nil, ctx.Err()
-		case <-deadline.C:
-			n.stop(5 * time.Second)
-			return nil, fmt.Errorf("node %s did not start within 20s:\n%s", name, tailFile(logPath, 2048))
-		case <-tick.C:
-			if b, _ := os.ReadFile(logPath); bytes.Contains(b, []byte("sipasync started")) {
-				return n, nil
-			}
-		}
+	switch err := sipbench.WaitReady(ctx, n.done, 20*time.Second, 50*time.Millisecond, sipbench.Logged(logPath, "sipasync started")); {
+	case errors.Is(err, sipbench.ErrExited):
+		return nil, fmt.Errorf("node %s %w (%v):\n%s", name, err, n.waitErr, sipbench.TailFile(logPath, 2048))
+	case err != nil:
+		n.stop(5 * time.Second)
+		return nil, fmt.Errorf("node %s: %w:\n%s", name, err, sipbench.TailFile(logPath, 2048))
 	}
+	return n, nil
 }
 
 // Exit is how a node ended: its exit status and the counters of its
@@ -203,57 +159,19 @@ func parseLog(r io.Reader) (counters map[string]int64, warnings int, sample []st
 	return counters, warnings, sample
 }
 
-// fetch saves http://addr/PATH to file.
-func fetch(ctx context.Context, addr, path, file string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", path, resp.Status)
-	}
-	f, err := os.Create(file)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
 // profile saves node's heap profile and goroutine dump as
 // heap-LABEL.pprof and goroutines-LABEL.txt in dir.
 func (n *node) profile(ctx context.Context, dir, label string) error {
 	if n.pprof == "" {
 		return nil
 	}
-	if err := fetch(ctx, n.pprof, "/debug/pprof/heap?gc=1", filepath.Join(dir, "heap-"+label+".pprof")); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := sipbench.FetchProfile(ctx, n.pprof, "heap", "gc=1", filepath.Join(dir, "heap-"+label+".pprof")); err != nil {
 		return fmt.Errorf("node %s: %w", n.name, err)
 	}
-	if err := fetch(ctx, n.pprof, "/debug/pprof/goroutine?debug=1", filepath.Join(dir, "goroutines-"+label+".txt")); err != nil {
+	if err := sipbench.FetchProfile(ctx, n.pprof, "goroutine", "debug=1", filepath.Join(dir, "goroutines-"+label+".txt")); err != nil {
 		return fmt.Errorf("node %s: %w", n.name, err)
 	}
 	return nil
-}
-
-func tailFile(path string, n int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > n {
-		_, _ = f.Seek(st.Size()-n, io.SeekStart)
-	}
-	b, _ := io.ReadAll(f)
-	return string(b)
 }

@@ -344,7 +344,7 @@ func (s *soak) sample(ctx context.Context, rep *Report) (interrupted bool) {
 				msg := fmt.Sprintf("node %s exited during the run (%v)", n.name, n.waitErr)
 				if !slices.Contains(rep.RunProblems, msg) {
 					rep.RunProblems = append(rep.RunProblems, msg)
-					s.logf("%s:\n%s", msg, tailFile(n.logPath, 2048))
+					s.logf("%s:\n%s", msg, sipbench.TailFile(n.logPath, 2048))
 				}
 				continue
 			default:
