@@ -125,6 +125,7 @@ var (
 	mProxyRejected      = counter("sipproxy", "rejected_total", "New requests answered 503 because the proxy drains or the table is full.")
 	mProxyUnmatched     = counter("sipproxy", "unmatched_cancels_total", "CANCELs matching no transaction (answered 481).")
 	mProxyStray         = counter("sipproxy", "stray_responses_total", "Responses matching no client transaction.")
+	mProxyStrayFwd      = counter("sipproxy", "stray_forwarded_total", "Stray 2xx to INVITE sent on statelessly (retransmissions after the transactions ended).")
 	mProxyACKWaits      = counter("sipproxy", "ack_waits_total", "In-dialog requests held until their dialog's ACK was routed, by outcome (acked, timeout).", "outcome")
 	mProxyActiveRelays  = gauge("sipproxy", "active_relays", "Relayed transactions waiting for a final response.")
 	mProxyDraining      = gauge("sipproxy", "draining", "1 while the proxy refuses new transactions (lame duck or shutdown).")
@@ -200,7 +201,7 @@ var (
 )
 
 var allMetrics = []metric{mProxyRelays, mProxyRelayRejected, mProxyDropped, mProxyNoReply, mProxyPanics,
-	mProxyRejected, mProxyUnmatched, mProxyStray, mProxyACKWaits, mProxyActiveRelays, mProxyDraining,
+	mProxyRejected, mProxyUnmatched, mProxyStray, mProxyStrayFwd, mProxyACKWaits, mProxyActiveRelays, mProxyDraining,
 	mInRefused, mInUnanswered, mInShedACKs, mOverloadRunnable, mOverloadDelay, mOverloadHeap, mOverloadShedding, mUDPQueued, mUDPDropped,
 	mTxLive, mTxParked, mTxCreated, mTxExpired, mTxCanceled, mTxStale, mTxEnded, mTxRejected, mTxLate,
 	mAsyncRefused, mAsyncRejected, mAsyncData, mAsyncDataRej, mAsyncTKV, mAsyncTKVRej,
@@ -245,6 +246,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		emit(ch, mProxyRejected, p.Rejected503)
 		emit(ch, mProxyUnmatched, p.Unmatched)
 		emit(ch, mProxyStray, p.StrayResponses)
+		emit(ch, mProxyStrayFwd, p.StrayForwarded)
 		emit(ch, mProxyACKWaits, p.ACKWaits-p.ACKWaitTimeouts, "acked")
 		emit(ch, mProxyACKWaits, p.ACKWaitTimeouts, "timeout")
 		emit(ch, mProxyActiveRelays, p.ActiveRelays)

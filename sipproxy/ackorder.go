@@ -17,9 +17,18 @@ import (
 // that ACK is routed; an in-dialog request of the same Call-ID that arrives
 // meanwhile waits for it, at most ackWait (the ACK itself may have been
 // lost on the way; the caller resends it when the 2xx is retransmitted).
+// On UDP the socket wrapper also marks the ACK as read (seen) the moment it
+// is read, before sipgo hands it to a goroutine: a request that waits for
+// an ACK already read waits for it to be routed, at most ackRouteWait, so
+// a busy proxy keeps the order in which a dialog's datagrams came in.
 
-// ackWait bounds how long an in-dialog request waits for its dialog's ACK.
+// ackWait bounds how long an in-dialog request waits for its dialog's ACK
+// when that ACK has not been read.
 const ackWait = 500 * time.Millisecond
+
+// ackRouteWait bounds the wait for an ACK that was read but not yet routed
+// (its goroutine has not run yet): T4.
+const ackRouteWait = 5 * time.Second
 
 // ackMaxAge is how long an ACK is expected at all (64×T1, Timer H).
 const ackMaxAge = 32 * time.Second
@@ -29,12 +38,15 @@ type ackGate struct {
 
 	mu sync.Mutex
 	m  map[string]*ackEntry
+	n  atomic.Int64 // len(m), read without the lock
 
 	waited, timedOut atomic.Uint64
+	readFirst        atomic.Uint64 // waits extended because the ACK was read
 }
 
 type ackEntry struct {
 	done chan struct{}
+	seen chan struct{} // closed when the ACK was read (UDP)
 	at   time.Time
 }
 
@@ -47,7 +59,8 @@ func newACKGate(clk clock.Clock) *ackGate {
 func (g *ackGate) expect(callID string) {
 	g.mu.Lock()
 	if e, ok := g.m[callID]; !ok {
-		g.m[callID] = &ackEntry{done: make(chan struct{}), at: g.clock.Now()}
+		g.m[callID] = &ackEntry{done: make(chan struct{}), seen: make(chan struct{}), at: g.clock.Now()}
+		g.n.Store(int64(len(g.m)))
 	} else {
 		e.at = g.clock.Now()
 	}
@@ -59,14 +72,32 @@ func (g *ackGate) acked(callID string) {
 	g.mu.Lock()
 	e, ok := g.m[callID]
 	delete(g.m, callID)
+	g.n.Store(int64(len(g.m)))
 	g.mu.Unlock()
 	if ok {
 		close(e.done)
 	}
 }
 
+// seen records that the ACK of this Call-ID was read from the socket.
+func (g *ackGate) seen(callID []byte) {
+	g.mu.Lock()
+	e, ok := g.m[string(callID)]
+	if ok {
+		select {
+		case <-e.seen:
+		default:
+			close(e.seen)
+		}
+	}
+	g.mu.Unlock()
+}
+
+// expecting reports whether any ACK is expected (no lock).
+func (g *ackGate) expecting() bool { return g.n.Load() > 0 }
+
 // wait returns once the ACK of this Call-ID was routed, at once when none
-// is expected, or after ackWait.
+// is expected, or after ackWait (ackRouteWait once the ACK was read).
 func (g *ackGate) wait(callID string) {
 	g.mu.Lock()
 	e, ok := g.m[callID]
@@ -75,12 +106,22 @@ func (g *ackGate) wait(callID string) {
 		return
 	}
 	t := g.clock.Timer(ackWait)
-	defer t.Stop()
+	defer func() { t.Stop() }()
+	seen := e.seen
 	g.waited.Add(1) // after the timer exists (tests advance a mock clock)
-	select {
-	case <-e.done:
-	case <-t.C:
-		g.timedOut.Add(1)
+	for {
+		select {
+		case <-e.done:
+			return
+		case <-seen:
+			seen = nil
+			t.Stop()
+			t = g.clock.Timer(ackRouteWait)
+			g.readFirst.Add(1) // after the timer exists, as above
+		case <-t.C:
+			g.timedOut.Add(1)
+			return
+		}
 	}
 }
 
@@ -96,6 +137,7 @@ func (g *ackGate) sweep() {
 			close(e.done)
 		}
 	}
+	g.n.Store(int64(len(g.m)))
 }
 
 // pending is the number of ACKs expected now.

@@ -22,19 +22,14 @@ func TestACKGateHoldsInDialogRequestsUntilTheACK(t *testing.T) {
 	assert.Zero(t, g.waited.Load())
 
 	g.expect("c1")
-	done := make(chan struct{})
-	go func() { g.wait("c1"); close(done) }()
+	done := waitAsync(g, "c1")
 	select {
 	case <-done:
 		t.Fatal("a BYE went on before its dialog's ACK")
 	case <-time.After(50 * time.Millisecond):
 	}
 	g.acked("c1")
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the ACK did not release the BYE")
-	}
+	requireReleased(t, done, "the ACK did not release the BYE")
 	assert.EqualValues(t, 1, g.waited.Load())
 	assert.Zero(t, g.timedOut.Load())
 	assert.Zero(t, g.pending())
@@ -42,15 +37,10 @@ func TestACKGateHoldsInDialogRequestsUntilTheACK(t *testing.T) {
 
 	// The ACK never comes: the request goes on after ackWait.
 	g.expect("c2")
-	done = make(chan struct{})
-	go func() { g.wait("c2"); close(done) }()
+	done = waitAsync(g, "c2")
 	assert.Eventually(t, func() bool { return g.waited.Load() == 2 }, 5*time.Second, time.Millisecond)
 	mock.Add(ackWait)
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the wait is not bounded")
-	}
+	requireReleased(t, done, "the wait is not bounded")
 	assert.EqualValues(t, 1, g.timedOut.Load())
 
 	// Expected ACKs are forgotten after ackMaxAge.
@@ -61,6 +51,62 @@ func TestACKGateHoldsInDialogRequestsUntilTheACK(t *testing.T) {
 	mock.Add(2 * time.Second)
 	g.sweep()
 	assert.Zero(t, g.pending())
+}
+
+// waitAsync runs g.wait(callID) on a goroutine of its own; the channel
+// closes when it returns.
+func waitAsync(g *ackGate, callID string) <-chan struct{} {
+	done := make(chan struct{})
+	go func() { g.wait(callID); close(done) }()
+	return done
+}
+
+// requireReleased fails the test unless done closes within 5 s.
+func requireReleased(t *testing.T, done <-chan struct{}, msg string) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal(msg)
+	}
+}
+
+// An ACK already read from the socket (seen) but not yet routed holds the
+// in-dialog request past ackWait, up to ackRouteWait.
+func TestACKGateWaitsLongerForAnACKAlreadyRead(t *testing.T) {
+	mock := clock.NewMock()
+	g := newACKGate(mock)
+	assert.False(t, g.expecting())
+	g.expect("c1")
+	assert.True(t, g.expecting())
+	g.seen([]byte("other")) // not expected: nothing happens
+
+	done := waitAsync(g, "c1")
+	assert.Eventually(t, func() bool { return g.waited.Load() == 1 }, 5*time.Second, time.Millisecond)
+	g.seen([]byte("c1"))
+	g.seen([]byte("c1")) // a retransmission read twice
+	require.Eventually(t, func() bool { return g.readFirst.Load() == 1 }, 5*time.Second, time.Millisecond)
+	mock.Add(ackRouteWait - time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // a wrongly released waiter would close done now
+	select {
+	case <-done:
+		t.Fatal("the request went on before the ACK that was read")
+	default:
+	}
+	g.acked("c1")
+	requireReleased(t, done, "routing the ACK did not release the request")
+	assert.Zero(t, g.timedOut.Load())
+	assert.False(t, g.expecting())
+
+	// Read but never routed: bounded by ackRouteWait.
+	g.expect("c2")
+	done = waitAsync(g, "c2")
+	assert.Eventually(t, func() bool { return g.waited.Load() == 2 }, 5*time.Second, time.Millisecond)
+	g.seen([]byte("c2"))
+	require.Eventually(t, func() bool { return g.readFirst.Load() == 2 }, 5*time.Second, time.Millisecond)
+	mock.Add(ackRouteWait)
+	requireReleased(t, done, "the wait for an ACK read is not bounded")
+	assert.EqualValues(t, 1, g.timedOut.Load())
 }
 
 // TestBYEWaitsForACKOverTheWire: a caller's BYE that reaches the proxy

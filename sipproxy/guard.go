@@ -75,6 +75,7 @@ type guard struct {
 	lastWarn                    atomic.Int64
 	tags                        atomic.Uint64
 	overload                    *overload // nil: overload control off
+	acks                        *ackGate  // told when an expected ACK is read
 
 	mu      sync.Mutex
 	packets []*guardPacketConn
@@ -453,6 +454,12 @@ func (c *guardPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			return err
 		}) {
 			continue
+		}
+		if c.g.acks != nil && c.g.acks.expecting() && bytes.HasPrefix(buf[:n], []byte("ACK ")) {
+			_, rest := cutLine(buf[:n])
+			if callID, _, _ := dialogHeaders(rest); callID != nil {
+				c.g.acks.seen(callID)
+			}
 		}
 		c.mu.Lock()
 		c.last, c.from = buf[:n], addr

@@ -314,27 +314,7 @@ func (g *guard) shedDatagram(msg []byte, write func([]byte) error) bool {
 		return false // a response: it finishes work already taken
 	}
 	method, _, _ := bytes.Cut(line, []byte(" "))
-	var callID, toTag []byte
-	hasTo := false
-	for len(rest) > 0 {
-		var h []byte
-		h, rest = cutLine(rest)
-		if len(h) == 0 {
-			break
-		}
-		name, value, ok := bytes.Cut(h, []byte(":"))
-		if !ok {
-			continue
-		}
-		name = bytes.TrimSpace(name)
-		switch {
-		case bytes.EqualFold(name, []byte("call-id")) || bytes.EqualFold(name, []byte("i")):
-			callID = bytes.TrimSpace(value)
-		case bytes.EqualFold(name, []byte("to")) || bytes.EqualFold(name, []byte("t")):
-			hasTo = true
-			toTag = headerTag(value)
-		}
-	}
+	callID, toTag, hasTo := dialogHeaders(rest)
 	switch string(method) {
 	case "ACK":
 		if bytes.HasPrefix(toTag, []byte(shedTag)) {
@@ -354,6 +334,31 @@ func (g *guard) shedDatagram(msg []byte, write func([]byte) error) bool {
 		g.shedDropped.Add(1)
 	}
 	return true
+}
+
+// dialogHeaders scans a raw message's headers (after the start line) for
+// the Call-ID and the To tag; hasTo reports whether a To header was there.
+func dialogHeaders(rest []byte) (callID, toTag []byte, hasTo bool) {
+	for len(rest) > 0 {
+		var h []byte
+		h, rest = cutLine(rest)
+		if len(h) == 0 {
+			break
+		}
+		name, value, ok := bytes.Cut(h, []byte(":"))
+		if !ok {
+			continue
+		}
+		name = bytes.TrimSpace(name)
+		switch {
+		case bytes.EqualFold(name, []byte("call-id")) || bytes.EqualFold(name, []byte("i")):
+			callID = bytes.TrimSpace(value)
+		case bytes.EqualFold(name, []byte("to")) || bytes.EqualFold(name, []byte("t")):
+			hasTo = true
+			toTag = headerTag(value)
+		}
+	}
+	return callID, toTag, hasTo
 }
 
 // headerTag returns the tag parameter of a From/To value, nil if none.

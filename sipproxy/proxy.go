@@ -104,6 +104,10 @@ type Stats struct {
 	// ACKWaits counts in-dialog requests that waited for their dialog's
 	// ACK; ACKWaitTimeouts those that went on without it.
 	ACKWaits, ACKWaitTimeouts uint64
+	// StrayForwarded counts the stray responses (of StrayResponses) sent
+	// on statelessly: 2xx retransmissions after the INVITE's transactions
+	// ended.
+	StrayForwarded uint64
 }
 
 // Proxy is a registrar and stateful proxy driven by a route table.
@@ -136,9 +140,9 @@ type Proxy struct {
 	stopOnce sync.Once
 
 	stats struct {
-		requests, replies, relays, relayRejected, dropped, noReply atomic.Uint64
-		panics, unmatched, stray, rejected503, acks                atomic.Uint64
-		activeRelays                                               atomic.Int64
+		requests, replies, relays, relayRejected, dropped, noReply  atomic.Uint64
+		panics, unmatched, stray, strayForwarded, rejected503, acks atomic.Uint64
+		activeRelays                                                atomic.Int64
 	}
 }
 
@@ -198,6 +202,7 @@ func New(cfg Config, table *routes.Table) (*Proxy, error) {
 	p.overload = newOverload(cfg.Overload, cfg.Clock, cfg.Logger)
 	p.guard.overload = p.overload
 	p.acks = newACKGate(cfg.Clock)
+	p.guard.acks = p.acks
 	sipgoLog := p.guard.logger(cfg.Logger.Handler())
 
 	ua, err := sipgo.NewUA(
@@ -393,7 +398,7 @@ func (p *Proxy) Stats() Stats {
 		Relays: p.stats.relays.Load(), RelayRejected: p.stats.relayRejected.Load(),
 		Dropped: p.stats.dropped.Load(), NoReply: p.stats.noReply.Load(),
 		Panics: p.stats.panics.Load(), Unmatched: p.stats.unmatched.Load(),
-		StrayResponses: p.stats.stray.Load(), Rejected503: p.stats.rejected503.Load(),
+		StrayResponses: p.stats.stray.Load(), StrayForwarded: p.stats.strayForwarded.Load(), Rejected503: p.stats.rejected503.Load(),
 		ACKsForwarded: p.stats.acks.Load(), ActiveRelays: p.stats.activeRelays.Load(),
 		ACKWaits: p.acks.waited.Load(), ACKWaitTimeouts: p.acks.timedOut.Load(),
 	}

@@ -339,17 +339,7 @@ func (r *relay) onRetransmission(res *sip.Response) {
 // removed, sent back where the request came from. The header values are
 // shared with the downstream response (see buildForward).
 func (p *Proxy) upstream(tx *transaction.Tx, res *sip.Response) *sip.Response {
-	fwd := sip.NewResponse(res.StatusCode, res.Reason)
-	fwd.SipVersion = res.SipVersion
-	skipped := false
-	for _, h := range res.Headers() {
-		if !skipped && h.Name() == "Via" {
-			skipped = true
-			continue
-		}
-		fwd.AppendHeader(h)
-	}
-	fwd.SetBody(res.Body())
+	fwd := withoutTopVia(res)
 	req := tx.Request()
 	fwd.SetTransport(req.Transport())
 	fwd.SetDestination(req.Source())
@@ -401,9 +391,77 @@ func (r *relay) sendCancel() <-chan *sip.Response {
 	return nil
 }
 
-// onStrayResponse handles responses that match no client transaction:
-// typically 2xx retransmissions after the transaction ended. They are counted
-// and dropped; the UAC's retransmission handling covers the rest.
+// onStrayResponse handles responses that match no client transaction. A
+// 2xx to an INVITE is the callee retransmitting its answer after the
+// proxy's transaction ended (they end soon after the 2xx, see
+// internal/app): it goes on statelessly by the Via below ours (RFC 3261
+// 16.7, as proxies did before RFC 6026), so a caller whose ACK was lost
+// gets the 2xx again and resends it. Anything else is counted and dropped.
 func (p *Proxy) onStrayResponse(res *sip.Response) {
 	p.stats.stray.Add(1)
+	cseq := res.CSeq()
+	if !res.IsSuccess() || cseq == nil || cseq.MethodName != sip.INVITE {
+		return
+	}
+	fwd, l, ok := p.statelessUpstream(res)
+	if !ok {
+		return
+	}
+	if err := p.sendStateless(fwd, l); err == nil {
+		p.stats.strayForwarded.Add(1)
+	}
+}
+
+// sendStateless sends a response without a transaction. On UDP it leaves
+// from the listener l (the address in the Via the response came back to),
+// whether or not the destination has sent anything to it lately.
+func (p *Proxy) sendStateless(res *sip.Response, l Listen) error {
+	if !strings.EqualFold(res.Transport(), "UDP") {
+		return p.tpl.WriteMsg(res)
+	}
+	c, err := p.tpl.GetConnection("udp", l.Addr())
+	if err != nil {
+		return err
+	}
+	defer c.TryClose() //nolint:errcheck // a reference count, as in sipgo's WriteMsg
+	return c.WriteMsg(res)
+}
+
+// statelessUpstream builds the upstream copy of a response whose top Via is
+// this proxy's (the listener l); it goes where the next Via says, received
+// and rport first (sipgo's Response.Destination, RFC 3261 18.2.2 and RFC
+// 3581). ok is false when the top Via is not ours or no Via follows it.
+func (p *Proxy) statelessUpstream(res *sip.Response) (_ *sip.Response, l Listen, ok bool) {
+	top := res.Via()
+	if top == nil {
+		return nil, l, false
+	}
+	l, ok = p.listenFor(top.Transport)
+	if !ok || top.Host != l.Host || top.Port != l.Port {
+		return nil, l, false
+	}
+	fwd := withoutTopVia(res)
+	next := fwd.Via()
+	if next == nil {
+		return nil, l, false
+	}
+	fwd.SetTransport(next.Transport)
+	return fwd, l, true
+}
+
+// withoutTopVia copies a response without its top Via, sharing the header
+// values (see buildForward).
+func withoutTopVia(res *sip.Response) *sip.Response {
+	fwd := sip.NewResponse(res.StatusCode, res.Reason)
+	fwd.SipVersion = res.SipVersion
+	skipped := false
+	for _, h := range res.Headers() {
+		if !skipped && h.Name() == "Via" {
+			skipped = true
+			continue
+		}
+		fwd.AppendHeader(h)
+	}
+	fwd.SetBody(res.Body())
+	return fwd
 }

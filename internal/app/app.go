@@ -351,7 +351,7 @@ func (a *App) Shutdown() int {
 	a.Log.Info("stopped", "unfinished", left,
 		"malformed", is.Malformed, "malformed_dropped", is.MalformedDropped,
 		"too_large", is.TooLarge, "too_large_dropped", is.TooLargeDropped,
-		"shed", is.Shed, "shed_dropped", is.ShedDropped, "shed_acks", is.ShedACKs, "stray_responses", ps.StrayResponses,
+		"shed", is.Shed, "shed_dropped", is.ShedDropped, "shed_acks", is.ShedACKs, "stray_responses", ps.StrayResponses, "stray_forwarded", ps.StrayForwarded,
 		"requests", ps.Requests, "replies", ps.Replies, "relays", ps.Relays, "dropped", ps.Dropped,
 		"no_reply", ps.NoReply, "panics", ps.Panics, "rejected_503", ps.Rejected503, "relay_rejected", ps.RelayRejected,
 		"ack_waits", ps.ACKWaits, "ack_wait_timeouts", ps.ACKWaitTimeouts,

@@ -98,7 +98,7 @@ func (a *App) rpcTMStats(context.Context, json.RawMessage) (any, error) {
 		"rejected": ts.Rejected, "late_cancels": ts.LateCancels,
 		"requests": ps.Requests, "replies": ps.Replies, "relays": ps.Relays, "active_relays": ps.ActiveRelays,
 		"relay_rejected": ps.RelayRejected, "dropped": ps.Dropped, "no_reply": ps.NoReply, "panics": ps.Panics,
-		"rejected_503": ps.Rejected503, "unmatched_cancels": ps.Unmatched, "stray_responses": ps.StrayResponses,
+		"rejected_503": ps.Rejected503, "unmatched_cancels": ps.Unmatched, "stray_responses": ps.StrayResponses, "stray_forwarded": ps.StrayForwarded,
 	}, nil
 }
 
