@@ -79,6 +79,23 @@ func TestUnansweredInviteEndsWith408(t *testing.T) {
 	sipptest.RequireSuccess(t, res, 1)
 }
 
+func TestSilentNextHopEndsWith408AfterFrTimeout(t *testing.T) {
+	// The registered contact never answers, not even 100 Trying: after
+	// --fr-timeout (Timer B) the proxy answers 408 upstream. With the RFC's
+	// 32 s the caller would give up first.
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	p := startProxy(t, "sipasync", "--fr-timeout", "1s")
+	reg := run(t, p, sipptest.Options{Scenario: scenario("register.xml"), Service: "erin", MaxCalls: 1,
+		Keys: map[string]string{"contact_port": strconv.Itoa(silent.LocalAddr().(*net.UDPAddr).Port)}})
+	sipptest.RequireSuccess(t, reg, 1)
+	res := run(t, p, sipptest.Options{Scenario: scenario("uac_408.xml"), Service: "erin", MaxCalls: 1, Timeout: 15 * time.Second})
+	sipptest.RequireSuccess(t, res, 1)
+}
+
 func TestSIGTERMExitsZero(t *testing.T) {
 	p := startProxy(t, "sipasync")
 	if code := p.Stop(); code != 0 {
@@ -101,6 +118,8 @@ func TestBadFlagsExitTwoWithOneLine(t *testing.T) {
 		{"--overload-delay", "-1s"},
 		{"--overload-heap-mib", "-5"},
 		{"--udp-buffer", "-1"},
+		{"--fr-timeout", "100ms"},
+		{"--fr-timeout", "1m"},
 	}
 	for _, args := range cases {
 		out, code := runExit(t, "sipasync", args...)

@@ -53,6 +53,7 @@ type Flags struct {
 	OverloadHeapMiB int
 	UDPBuffer       int
 	InviteTimeout   time.Duration
+	FrTimeout       time.Duration
 	Events          []string
 
 	Async       AsyncFlags
@@ -83,6 +84,7 @@ func (f *Flags) Register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.Overload, "overload-runnable", sipproxy.DefaultOverloadRunnable, "overload control: the same while more goroutines than this wait to run (averaged); 0 ignores the run queue (both 0: overload control off)")
 	fs.IntVar(&f.OverloadHeapMiB, "overload-heap-mib", 0, "overload control: the same while the live heap (after the last GC) is over this many MiB, which bounds RSS at about twice it; 0 ignores the heap")
 	fs.DurationVar(&f.InviteTimeout, "invite-timeout", 120*time.Second, "a relayed INVITE with a provisional but no final response is cancelled and answered 408 after this")
+	fs.DurationVar(&f.FrTimeout, "fr-timeout", DefaultFrTimeout, "a relayed request with no response at all (not even 100 Trying) is answered 408 after this (Timers B and F; OpenSIPS fr_timeout, Kamailio fr_timer); 500ms to 32s")
 	fs.StringArrayVar(&f.Events, "event", nil, "subscribe a transport to an event: NAME=SOCKET, e.g. 'E_SIP_MESSAGE=udp:127.0.0.1:8888'; repeatable")
 	f.Async.Register(fs)
 	f.DeviceState.Register(fs)
@@ -168,6 +170,9 @@ func (f *Flags) ProxyConfig(log *slog.Logger) (sipproxy.Config, error) {
 	}
 	if f.OverloadDelay == 0 {
 		cfg.Overload.Delay = -1
+	}
+	if !validFrTimeout(f.FrTimeout) {
+		return cfg, fmt.Errorf("%w: --fr-timeout %s: want 500ms to 32s", ErrUsage, f.FrTimeout)
 	}
 	if f.MaxParked < 1 || f.MaxRelays < 1 {
 		return cfg, fmt.Errorf("%w: --max-parked and --max-relays must be >= 1", ErrUsage)
