@@ -429,6 +429,7 @@ func TestSIGHUPReloadsLogLevelAndEvents(t *testing.T) {
 	require.NoError(t, os.WriteFile(cfg, []byte("log-level: debug\nevent: [E_SIP_MESSAGE=udp:"+pc.LocalAddr().String()+"]\nmax-parked: 10\n"), 0o600))
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
 	waitLogged(t, p, "msg=reloaded")
+	waitLogged(t, p, "these changes need a restart") // logged just after
 	logs := p.Logs()
 	assert.Contains(t, logs, `log-level: info -> debug`)
 	assert.Contains(t, logs, `event +E_SIP_MESSAGE=udp:`)
