@@ -81,6 +81,7 @@ type options struct {
 	floodGap      time.Duration
 	floodRecovery time.Duration
 	floodRSS      int64
+	floodBase     int
 }
 
 // Sections of the results file a suite run writes.
@@ -130,6 +131,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.floodGap, "flood-gap", 5*time.Second, "flood: time from the flood's end to the recovery at the clean rate")
 	fs.DurationVar(&o.floodRecovery, "flood-recovery", sipbench.FullDuration, "flood: length of the recovery at the clean rate")
 	fs.Int64Var(&o.floodRSS, "flood-rss-bound", 1024, "flood: the proxy's RSS bound, MiB")
+	fs.IntVar(&o.floodBase, "flood-baseline", 0, "flood: first confirm the clean rate with plain steps (a fresh proxy, no flood), stepping down the scenario's ladder while one is not clean, at most this many; 0: take --flood-clean as given")
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "runner: %v (see --help)\n", err)
@@ -324,8 +326,8 @@ func runFlood(ctx context.Context, o options, tgt sipbench.Target, repo, stamp, 
 		}
 		jobs = append(jobs, job{sc, rate})
 	}
-	if o.floodFactor <= 0 || o.floodDuration <= 0 || o.floodGap < 0 || o.floodRecovery <= 0 || o.floodRSS <= 0 {
-		fmt.Fprintln(stderr, "runner: --flood-factor, --flood-duration, --flood-recovery and --flood-rss-bound must be > 0, --flood-gap >= 0")
+	if o.floodFactor <= 0 || o.floodDuration <= 0 || o.floodGap < 0 || o.floodRecovery <= 0 || o.floodRSS <= 0 || o.floodBase < 0 {
+		fmt.Fprintln(stderr, "runner: --flood-factor, --flood-duration, --flood-recovery and --flood-rss-bound must be > 0, --flood-gap and --flood-baseline >= 0")
 		return 2
 	}
 	section := o.section
@@ -349,6 +351,7 @@ func runFlood(ctx context.Context, o options, tgt sipbench.Target, repo, stamp, 
 			Scenario: j.sc, Target: tgt, Repo: repo, CleanRate: j.rate, Factor: o.floodFactor,
 			Duration: o.floodDuration, Gap: o.floodGap, Recovery: o.floodRecovery, RSSBound: o.floodRSS << 20,
 			Dir: filepath.Join(o.out, name), UACRate: o.uacRate, Quiet: sipbench.Quiet{Max: o.quiet, Wait: o.quietW},
+			Baselines: o.floodBase,
 		}, command)
 		if r == nil {
 			fmt.Fprintf(stderr, "runner: flood %s: %v\n", j.sc.ID, err)
@@ -363,6 +366,10 @@ func runFlood(ctx context.Context, o options, tgt sipbench.Target, repo, stamp, 
 		if !r.Passed {
 			verdict = "NOT passed: " + strings.Join(r.Problems, "; ")
 			code = 1
+		}
+		for _, bl := range r.Baseline {
+			fmt.Fprintf(stdout, "[flood %s %s] baseline %.0f calls/s: clean %v, failed %d, unfinished %d, p99 %.0f ms\n",
+				j.sc.ID, tgt.Name(), bl.Rate, bl.Clean, bl.Failed, bl.Unfinished, bl.P99)
 		}
 		fmt.Fprintf(stdout, "[flood %s %s] flood: achieved %.0f/s answered %d failed %d | recovery: achieved %.0f/s ok %d failed %d unfinished %d p99 %.0f ms | peak RSS %.1f MiB | shed %d | %s\nreport: %s\n",
 			j.sc.ID, tgt.Name(), r.Flood.AchievedRate, r.Flood.UAC.Successful, r.Flood.UAC.Failed, r.Recovery.AchievedRate,

@@ -15,8 +15,8 @@ import (
 )
 
 // The flood run (hardening): one proxy, SIPp at Factor × the scenario's
-// clean rate for Duration (then its clients place no new call and are
-// killed Gap later), then, Gap after the flood's end, the clean rate for
+// clean rate for Duration (then its SIPp processes, clients and UAS, are
+// stopped: a soft exit, killed a second later), then, Gap after the flood's end, the clean rate for
 // Recovery on the same proxy. The flood's UAC
 // takes a 503 as an answer (benchmarks/sipp/uac_404_or_503.xml, uac_call_or_503.xml), so its
 // "successful" calls include the shed ones; the recovery's UAC is the
@@ -38,6 +38,24 @@ type FloodConfig struct {
 	Dir       string
 	UACRate   float64
 	Quiet     Quiet
+	// Baselines, when > 0, runs plain steps (RunStep: a fresh proxy, no
+	// flood) before the flood, first at CleanRate: while one is not clean
+	// the next lower rate of the scenario's ladder is tried, at most
+	// Baselines steps, and the flood uses the first clean one. A shared
+	// machine's capacity moves from hour to hour; this makes "the clean
+	// rate" the one measured just before the flood.
+	Baselines int
+}
+
+// FloodBaseline is one plain step run before the flood.
+type FloodBaseline struct {
+	Rate       float64 `json:"rate"`
+	Clean      bool    `json:"clean"`
+	Successful int64   `json:"successful"`
+	Failed     int64   `json:"failed"`
+	Unfinished int64   `json:"unfinished"`
+	P99        float64 `json:"p99_ms"`
+	PeakRSS    int64   `json:"proxy_peak_rss_bytes"`
 }
 
 // FloodPhase is one phase's SIPp counts and the proxy's usage in it.
@@ -69,10 +87,14 @@ type FloodReport struct {
 	Machine      Machine     `json:"machine"`
 	Background   QuietResult `json:"background"`
 	GapS         float64     `json:"gap_s"`
-	Flood        FloodPhase  `json:"flood"`
-	Recovery     FloodPhase  `json:"recovery"`
-	RSSBound     int64       `json:"rss_bound_bytes"`
-	PeakRSS      int64       `json:"peak_rss_bytes"`
+	// AskedRate is the clean rate asked for; Baseline the plain steps run
+	// to confirm it (or the lower one used) just before the flood.
+	AskedRate float64         `json:"asked_rate"`
+	Baseline  []FloodBaseline `json:"baseline,omitempty"`
+	Flood     FloodPhase      `json:"flood"`
+	Recovery  FloodPhase      `json:"recovery"`
+	RSSBound  int64           `json:"rss_bound_bytes"`
+	PeakRSS   int64           `json:"peak_rss_bytes"`
 	// Proxy is the proxy's exit (its counters: shed, rejected_503...).
 	Proxy    Exit     `json:"proxy"`
 	Passed   bool     `json:"passed"`
@@ -91,6 +113,10 @@ func floodUAC(sc Scenario) (string, error) {
 	return "", fmt.Errorf("flood: no 503-tolerant UAC for %s (%s)", sc.ID, sc.UAC)
 }
 
+// floodGrace is how long the flood's SIPp processes get after its end (a
+// soft exit: no new call) before they are killed.
+const floodGrace = time.Second
+
 // RunFlood runs the flood and the recovery on one proxy.
 func RunFlood(ctx context.Context, cfg FloodConfig, command string) (*FloodReport, error) {
 	sc := cfg.Scenario
@@ -107,7 +133,20 @@ func RunFlood(ctx context.Context, cfg FloodConfig, command string) (*FloodRepor
 		}
 	}
 	r := &FloodReport{Kind: "flood", Scenario: sc, Target: cfg.Target.Name(), Command: command,
-		Started: time.Now(), Machine: DescribeMachine(), RSSBound: cfg.RSSBound, GapS: cfg.Gap.Seconds()}
+		Started: time.Now(), Machine: DescribeMachine(), RSSBound: cfg.RSSBound, GapS: cfg.Gap.Seconds(),
+		AskedRate: cfg.CleanRate}
+	if cfg.Baselines > 0 {
+		rate, err := r.baseline(ctx, cfg)
+		if err != nil {
+			return r, err
+		}
+		if rate == 0 {
+			r.Problems = append(r.Problems, fmt.Sprintf("no clean baseline in %d steps from %s calls/s down: not flooded",
+				len(r.Baseline), group(cfg.CleanRate)))
+			return r, nil
+		}
+		cfg.CleanRate = rate
+	}
 	r.Background = cfg.Quiet.WaitQuiet(ctx)
 
 	port, err := sipptest.FreePort("udp", sipptest.LoopbackIP)
@@ -133,14 +172,14 @@ func RunFlood(ctx context.Context, cfg FloodConfig, command string) (*FloodRepor
 	var floodUAS, recUAS *sipptest.Process
 	recUser := sc.User
 	if sc.UAS != "" {
-		startUAS := func(user, dir string) (*sipptest.Process, error) {
+		startUAS := func(user, dir string, grace time.Duration) (*sipptest.Process, error) {
 			uas, err := sipptest.Start(ctx, sipptest.Options{
 				Scenario:    ScenarioPath(cfg.Repo, sc.UAS),
 				Dir:         dir,
 				Timeout:     uacTimeout + time.Minute,
 				CallLimit:   callLimit * 2,
 				RecvTimeout: recvTimeout,
-				StopGrace:   15 * time.Second,
+				StopGrace:   grace,
 				ExtraArgs:   []string{"-buff_size", strconv.Itoa(SippBuffer)},
 			})
 			if err != nil {
@@ -161,12 +200,15 @@ func RunFlood(ctx context.Context, cfg FloodConfig, command string) (*FloodRepor
 			}
 			return uas, nil
 		}
-		if floodUAS, err = startUAS(sc.User, filepath.Join(cfg.Dir, "uas")); err != nil {
+		// The flood's UAS ends with its UACs (see below): on a real network
+		// the callee is another machine, here its backlog would take the
+		// proxy's cores.
+		if floodUAS, err = startUAS(sc.User, filepath.Join(cfg.Dir, "uas"), floodGrace); err != nil {
 			return nil, err
 		}
 		defer floodUAS.Stop() //nolint:errcheck // stopped below on the normal path
 		recUser = sc.User + "-recovery"
-		if recUAS, err = startUAS(recUser, filepath.Join(cfg.Dir, "uas-recovery")); err != nil {
+		if recUAS, err = startUAS(recUser, filepath.Join(cfg.Dir, "uas-recovery"), 15*time.Second); err != nil {
 			return nil, err
 		}
 		defer recUAS.Stop() //nolint:errcheck // stopped below on the normal path
@@ -198,15 +240,22 @@ func RunFlood(ctx context.Context, cfg FloodConfig, command string) (*FloodRepor
 	floodStart := time.Now()
 	fo := uacOpts(fuac, sc.User, floodRate, cfg.Duration, filepath.Join(cfg.Dir, "flood"))
 	r.Flood = FloodPhase{Rate: floodRate, DurationS: cfg.Duration.Seconds(), Calls: fo.MaxCalls, UACs: uacCount(floodRate, cfg.UACRate)}
-	// The flood ends after Duration: its clients place no new call then
-	// (SIPp's soft exit, SIGUSR1) and those still running are killed when
-	// the recovery starts, so the recovery meets the proxy's own backlog,
-	// not a tail of the flood.
-	fo.StopGrace = cfg.Gap
+	// The flood ends after Duration: its SIPp processes (clients and UAS)
+	// get SIPp's soft exit (SIGUSR1) and are killed floodGrace later, so
+	// the recovery meets the proxy's own backlog (transactions whose peers
+	// are gone included), not a tail of SIPp traffic.
+	fo.StopGrace = min(cfg.Gap, floodGrace)
 	floodCtx, stopFlood := context.WithDeadline(ctx, floodStart.Add(cfg.Duration))
 	defer stopFlood()
 	floodDone := make(chan []clientRun, 1)
 	go func() { floodDone <- runClients(floodCtx, fo, r.Flood.UACs) }()
+	floodUASDone := make(chan SippCounts, 1)
+	if floodUAS != nil {
+		go func() {
+			<-floodCtx.Done()
+			floodUASDone <- countsOf(floodUAS.Stop())
+		}()
+	}
 
 	// The recovery starts Gap after the flood's end.
 	select {
@@ -232,20 +281,43 @@ func RunFlood(ctx context.Context, cfg FloodConfig, command string) (*FloodRepor
 	r.Flood.fill(floodRuns)
 	r.Recovery.fill(recRuns)
 
-	for _, u := range []struct {
-		p  *sipptest.Process
-		ph *FloodPhase
-	}{{floodUAS, &r.Flood}, {recUAS, &r.Recovery}} {
-		if u.p != nil {
-			res, err := u.p.Stop()
-			c := countsOf(res, err)
-			u.ph.UAS = &c
-		}
+	if floodUAS != nil {
+		c := <-floodUASDone
+		r.Flood.UAS = &c
+	}
+	if recUAS != nil {
+		c := countsOf(recUAS.Stop())
+		r.Recovery.UAS = &c
 	}
 	exit, _ := inst.Stop(ctx)
 	r.Proxy = exit
 	r.judge()
 	return r, ctx.Err()
+}
+
+// baseline runs the plain steps of cfg.Baselines and returns the first
+// clean rate (0: none).
+func (r *FloodReport) baseline(ctx context.Context, cfg FloodConfig) (float64, error) {
+	rates := []float64{cfg.CleanRate}
+	for i := len(cfg.Scenario.Ladder) - 1; i >= 0; i-- {
+		if l := cfg.Scenario.Ladder[i]; l < cfg.CleanRate {
+			rates = append(rates, l)
+		}
+	}
+	for i, rate := range rates[:min(len(rates), cfg.Baselines)] {
+		st, err := RunStep(ctx, StepConfig{Scenario: cfg.Scenario, Target: cfg.Target, Repo: cfg.Repo, Rate: rate,
+			Duration: cfg.Recovery, Dir: filepath.Join(cfg.Dir, fmt.Sprintf("baseline-%d", i)), UACRate: cfg.UACRate,
+			Quiet: cfg.Quiet})
+		if err != nil {
+			return 0, fmt.Errorf("flood baseline at %g calls/s: %w", rate, err)
+		}
+		r.Baseline = append(r.Baseline, FloodBaseline{Rate: rate, Clean: st.Clean, Successful: st.Successful,
+			Failed: st.Failed, Unfinished: st.Unfinished, P99: st.RTT.P99, PeakRSS: st.ProxyPeakRSS})
+		if st.Clean {
+			return rate, nil
+		}
+	}
+	return 0, nil
 }
 
 // fill sums the phase's client runs.
@@ -292,11 +364,37 @@ func (r *FloodReport) BlockID() string { return "flood/" + r.Scenario.ID + "/" +
 // Markdown renders the flood run.
 func (r *FloodReport) Markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "**%s flood** on %s: %s calls/s offered for %gs (%g× the clean rate %s), then, %gs after the flood's end (its SIPp clients place no new call after %gs and are killed then), %s calls/s for %gs on the same proxy. Run %s UTC.\n\n",
-		r.Scenario.ID, r.Target, group(r.Flood.Rate), r.Flood.DurationS, r.Flood.Rate/r.Recovery.Rate, group(r.Recovery.Rate),
-		r.GapS, r.Flood.DurationS, group(r.Recovery.Rate), r.Recovery.DurationS, r.Started.UTC().Format("2006-01-02 15:04"))
-	fmt.Fprintf(&b, "    %s\n\n", r.Command)
+	if r.Recovery.Rate == 0 {
+		fmt.Fprintf(&b, "**%s flood** on %s, asked at the clean rate %s calls/s. Run %s UTC.\n\n    %s\n\n",
+			r.Scenario.ID, r.Target, group(r.AskedRate), r.Started.UTC().Format("2006-01-02 15:04"), r.Command)
+	} else {
+		fmt.Fprintf(&b, "**%s flood** on %s: %s calls/s offered for %gs (%g× the clean rate %s), then, %gs after the flood's end (its SIPp processes get a soft exit at its end and are killed 1 s later), %s calls/s for %gs on the same proxy. Run %s UTC.\n\n",
+			r.Scenario.ID, r.Target, group(r.Flood.Rate), r.Flood.DurationS, r.Flood.Rate/r.Recovery.Rate, group(r.Recovery.Rate),
+			r.GapS, group(r.Recovery.Rate), r.Recovery.DurationS, r.Started.UTC().Format("2006-01-02 15:04"))
+		fmt.Fprintf(&b, "    %s\n\n", r.Command)
+	}
 	fmt.Fprintf(&b, "Machine: %s. Other runnable tasks before the run: %.1f.\n\n", r.Machine, r.Background.Runnable)
+	if len(r.Baseline) > 0 {
+		b.WriteString("Baseline just before the flood (plain steps, a fresh proxy each, no flood): ")
+		for i, bl := range r.Baseline {
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			verdict := "clean"
+			if !bl.Clean {
+				verdict = fmt.Sprintf("not clean, %s failed, %s unfinished", groupInt(bl.Failed), groupInt(bl.Unfinished))
+			}
+			fmt.Fprintf(&b, "%s calls/s %s (p99 %.0f ms, peak RSS %s)", group(bl.Rate), verdict, bl.P99, mib(bl.PeakRSS))
+		}
+		if r.Recovery.Rate > 0 && r.Recovery.Rate != r.AskedRate {
+			fmt.Fprintf(&b, ". The clean rate now is %s calls/s (asked: %s); the flood below uses it", group(r.Recovery.Rate), group(r.AskedRate))
+		}
+		b.WriteString(".\n\n")
+	}
+	if r.Recovery.Rate == 0 {
+		fmt.Fprintf(&b, "**Not flooded**: %s.\n", strings.Join(r.Problems, "; "))
+		return b.String()
+	}
 	b.WriteString("| phase | offered calls/s | achieved | answered (incl. 503) | failed | unfinished | retrans | p50 / p99 / max ms | proxy CPU | proxy peak RSS |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	row := func(name string, ph FloodPhase) {
