@@ -94,7 +94,7 @@ func (g *ackGate) seen(callID []byte) {
 }
 
 // expecting reports whether any ACK is expected (no lock).
-func (g *ackGate) expecting() bool { return g.n.Load() > 0 }
+func (g *ackGate) expecting() bool { return g.pending() > 0 }
 
 // wait returns once the ACK of this Call-ID was routed, at once when none
 // is expected, or after ackWait (ackRouteWait once the ACK was read).
@@ -140,12 +140,8 @@ func (g *ackGate) sweep() {
 	g.n.Store(int64(len(g.m)))
 }
 
-// pending is the number of ACKs expected now.
-func (g *ackGate) pending() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.m)
-}
+// pending is the number of ACKs expected now (no lock).
+func (g *ackGate) pending() int { return int(g.n.Load()) }
 
 // run sweeps every few seconds until done closes.
 func (g *ackGate) run(done <-chan struct{}) { every(g.clock, 5*time.Second, done, g.sweep) }

@@ -368,9 +368,9 @@ func (r *FloodReport) Markdown() string {
 		fmt.Fprintf(&b, "**%s flood** on %s, asked at the clean rate %s calls/s. Run %s UTC.\n\n    %s\n\n",
 			r.Scenario.ID, r.Target, group(r.AskedRate), r.Started.UTC().Format("2006-01-02 15:04"), r.Command)
 	} else {
-		fmt.Fprintf(&b, "**%s flood** on %s: %s calls/s offered for %gs (%g× the clean rate %s), then, %gs after the flood's end (its SIPp processes get a soft exit at its end and are killed 1 s later), %s calls/s for %gs on the same proxy. Run %s UTC.\n\n",
+		fmt.Fprintf(&b, "**%s flood** on %s: %s calls/s offered for %gs (%g× the clean rate %s), then, %gs after the flood's end (its SIPp processes get a soft exit at its end and are killed %gs later), %s calls/s for %gs on the same proxy. Run %s UTC.\n\n",
 			r.Scenario.ID, r.Target, group(r.Flood.Rate), r.Flood.DurationS, r.Flood.Rate/r.Recovery.Rate, group(r.Recovery.Rate),
-			r.GapS, group(r.Recovery.Rate), r.Recovery.DurationS, r.Started.UTC().Format("2006-01-02 15:04"))
+			r.GapS, floodGrace.Seconds(), group(r.Recovery.Rate), r.Recovery.DurationS, r.Started.UTC().Format("2006-01-02 15:04"))
 		fmt.Fprintf(&b, "    %s\n\n", r.Command)
 	}
 	fmt.Fprintf(&b, "Machine: %s. Other runnable tasks before the run: %.1f.\n\n", r.Machine, r.Background.Runnable)

@@ -42,7 +42,7 @@ type OperateFlags struct {
 const EphemeralAdmin = "127.0.0.1:0"
 
 // txLinger is how long sipgo keeps a completed transaction to absorb
-// retransmissions (see Timer_J in Run).
+// retransmissions (see Timer_J in setTimers).
 const txLinger = 5 * time.Second
 
 // DefaultFrTimeout is --fr-timeout's default, OpenSIPS's fr_timeout.
@@ -52,7 +52,7 @@ const DefaultFrTimeout = 5 * time.Second
 func validFrTimeout(d time.Duration) bool { return d >= 500*time.Millisecond && d <= 32*time.Second }
 
 // acceptedLinger is how long an INVITE's transactions outlive its 2xx
-// (see Timers L and M in Run): T1, the time a retransmission of the
+// (see Timers L and M in setTimers): T1, the time a retransmission of the
 // INVITE already on its way may still take.
 const acceptedLinger = 500 * time.Millisecond
 
