@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,11 @@ var (
 	ErrNoTx         = errors.New("async: no transaction to suspend")
 	ErrTooLong      = errors.New("async: delay not shorter than the suspend timeout")
 	ErrResumeFailed = errors.New("async: resume could not be scheduled")
+	// ErrResumeAnswered is returned (with ErrResumeFailed) by Resume and
+	// Continue when the module workers could not take the resume: the
+	// park was taken and the call answered 503 with Retry-After, so it is
+	// not left parked; the caller need not retry.
+	ErrResumeAnswered = errors.New("async: module workers full: the call was answered 503")
 )
 
 // Limits of the delays, as Kamailio's async module sets them.
@@ -54,10 +60,13 @@ const TKVEventRoute = "core:tkv"
 
 // Runner runs routes on transactions; the proxy implements it.
 type Runner interface {
-	// RunRoute runs kind[name] on a live transaction and finishes it.
-	RunRoute(tx *transaction.Tx, kind routes.Kind, name string)
-	// RunHandler runs h on a live transaction and finishes it.
-	RunHandler(tx *transaction.Tx, kind routes.Kind, name string, h routes.Handler)
+	// RunRoute runs kind[name] on a live transaction and finishes it. res
+	// is the final response a failure or reply route parked on (nil
+	// otherwise): the route sees it, and it goes upstream if the route
+	// neither replies, relays nor parks.
+	RunRoute(tx *transaction.Tx, kind routes.Kind, name string, res *sip.Response)
+	// RunHandler runs h on a live transaction and finishes it, as RunRoute.
+	RunHandler(tx *transaction.Tx, kind routes.Kind, name string, h routes.Handler, res *sip.Response)
 	// RunDetached runs kind[name] with no transaction.
 	RunDetached(kind routes.Kind, name string, req *sip.Request, data any) error
 }
@@ -95,8 +104,40 @@ type Config struct {
 // Stats are the engine's counters.
 type Stats struct {
 	Parks, Resumes, ResumeRefused, ResumeRejected, Expired uint64
-	DataTasks, DataRejected, TKV, TKVRejected              uint64
-	WheelPending                                           int
+	// Refused counts ResumeRefused by reason: RefusalReasons, in order.
+	Refused                                   [len(RefusalReasons)]uint64
+	TimeoutRoutes                             uint64 // park timeouts that ran a timeout route
+	DataTasks, DataRejected, TKV, TKVRejected uint64
+	WheelPending                              int
+}
+
+// RefusalReasons are the reasons a resume is refused, as Stats.Refused,
+// the metrics and the logs name them: the table's (see
+// transaction.RefusalReason), "unknown_route" for a Continue into a
+// route that does not exist, and "other".
+var RefusalReasons = [...]string{"canceled", "timed_out", "already_resumed", "ended", "unknown_token", "unknown_route", "other"}
+
+// RefusedFor returns the count of refusals for one of RefusalReasons.
+func (s Stats) RefusedFor(reason string) uint64 {
+	for i, name := range RefusalReasons {
+		if name == reason {
+			return s.Refused[i]
+		}
+	}
+	return 0
+}
+
+func refusalIndex(err error) int {
+	r := transaction.RefusalReason(err)
+	if r == "" && errors.Is(err, routes.ErrUnknownRoute) {
+		r = "unknown_route"
+	}
+	for i, name := range RefusalReasons {
+		if name == r {
+			return i
+		}
+	}
+	return len(RefusalReasons) - 1
 }
 
 type itemKind uint8
@@ -106,11 +147,19 @@ const (
 	itemDeadline                     // a park without timer reached its suspend timeout
 )
 
-// item is what the wheel holds per parked transaction: 12 bytes.
+// item is what the wheel holds per parked transaction: 16 bytes. The
+// token names the park, so an item armed for an earlier park is refused.
 type item struct {
 	tok  transaction.Token
-	park uint16
 	kind itemKind
+}
+
+// continuation is a Sleep form's "next action" with the route it parked
+// from, so that it runs as that route.
+type continuation struct {
+	h    routes.Handler
+	kind routes.Kind
+	name string
 }
 
 // Engine runs the async functions for one proxy.
@@ -123,6 +172,8 @@ type Engine struct {
 
 	stats struct {
 		parks, resumes, refused, rejected, expired atomic.Uint64
+		byReason                                   [len(RefusalReasons)]atomic.Uint64
+		timeoutRoutes                              atomic.Uint64
 		data, dataRejected, tkv, tkvRejected       atomic.Uint64
 	}
 	rejectLog atomic.Int64 // unix ns of the last "resume refused" line
@@ -184,7 +235,7 @@ func (e *Engine) Start(ctx context.Context) {
 func (e *Engine) Stop() int {
 	n := 0
 	for _, it := range e.wheel.Stop() {
-		if e.cfg.Table.AbortPark(it.tok, int(it.park), sip.StatusServiceUnavailable, "Service Unavailable",
+		if e.cfg.Table.Abort(it.tok, sip.StatusServiceUnavailable, "Service Unavailable",
 			sip.NewHeader("Retry-After", "5")) {
 			n++
 		}
@@ -197,10 +248,22 @@ func (e *Engine) Wheel() *timerwheel.Wheel[item] { return e.wheel }
 
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
-	return Stats{Parks: e.stats.parks.Load(), Resumes: e.stats.resumes.Load(),
+	s := Stats{Parks: e.stats.parks.Load(), Resumes: e.stats.resumes.Load(),
 		ResumeRefused: e.stats.refused.Load(), ResumeRejected: e.stats.rejected.Load(),
-		Expired: e.stats.expired.Load(), DataTasks: e.stats.data.Load(), DataRejected: e.stats.dataRejected.Load(),
+		Expired: e.stats.expired.Load(), TimeoutRoutes: e.stats.timeoutRoutes.Load(),
+		DataTasks: e.stats.data.Load(), DataRejected: e.stats.dataRejected.Load(),
 		TKV: e.stats.tkv.Load(), TKVRejected: e.stats.tkvRejected.Load(), WheelPending: e.wheel.Len()}
+	for i := range s.Refused {
+		s.Refused[i] = e.stats.byReason[i].Load()
+	}
+	return s
+}
+
+// refuse counts a refused resume by its reason and returns err.
+func (e *Engine) refuse(err error) error {
+	e.stats.refused.Add(1)
+	e.stats.byReason[refusalIndex(err)].Add(1)
+	return err
 }
 
 type engineKey struct{}
@@ -226,7 +289,7 @@ func (e *Engine) dispatch(it item) {
 		// The workers are saturated: answer rather than lose the transaction.
 		n := e.stats.rejected.Add(1)
 		tx, _ := e.cfg.Table.Get(it.tok)
-		if e.cfg.Table.AbortPark(it.tok, int(it.park), sip.StatusServiceUnavailable, "Service Unavailable",
+		if e.cfg.Table.Abort(it.tok, sip.StatusServiceUnavailable, "Service Unavailable",
 			sip.NewHeader("Retry-After", "1")) && e.logDue(&e.rejectLog) {
 			e.log.Warn("resume refused: module workers saturated, answered 503 (logged at most once a second)",
 				append(txAttrs(tx, it.tok), "rejected_total", n)...)
@@ -253,106 +316,174 @@ func txAttrs(tx *transaction.Tx, tok transaction.Token) []any {
 	return []any{"call_id", callID, "tx", tok.String()}
 }
 
+// fire runs on a module worker: a timed park is due, or a park reached
+// its timeout.
 func (e *Engine) fire(it item) {
 	switch it.kind {
 	case itemDeadline:
-		tx, _ := e.cfg.Table.Get(it.tok)
-		if e.cfg.Table.ExpirePark(it.tok, int(it.park)) {
-			e.stats.expired.Add(1)
-			attrs := txAttrs(tx, it.tok)
-			if tx != nil {
-				s := tx.Suspension()
-				attrs = append(attrs, "route", s.Route, "kind", s.Kind)
+		tx, err := e.cfg.Table.Get(it.tok)
+		if err != nil {
+			return
+		}
+		if s := tx.Suspension(); s.TimeoutRoute != "" {
+			tx, err := e.cfg.Table.Continue(it.tok, transaction.ReasonTimeout, nil)
+			if err != nil {
+				return // resumed or ended meanwhile
 			}
-			e.log.Info("parked transaction reached its suspend deadline: answered", attrs...)
+			e.stats.timeoutRoutes.Add(1)
+			e.stats.resumes.Add(1)
+			e.cfg.Runner.RunRoute(tx, routes.KindNamed, s.TimeoutRoute, s.Response)
+			return
+		}
+		if e.cfg.Table.Expire(it.tok) {
+			e.stats.expired.Add(1)
+			s := tx.Suspension()
+			e.log.Info("parked transaction reached its suspend deadline: answered",
+				append(txAttrs(tx, it.tok), "route", s.Route, "kind", s.Kind)...)
 		}
 	case itemResume:
-		e.resume(it.tok, int(it.park), transaction.ReasonTimer, nil)
+		if tx, err := e.take(it.tok, "", transaction.ReasonTimer, nil); err == nil {
+			e.run(tx, "")
+		}
 	}
 }
 
-// resume continues a parked transaction into its target and runs it.
-func (e *Engine) resume(tok transaction.Token, park int, reason transaction.Reason, value any) error {
-	tx, err := e.cfg.Table.ContinuePark(tok, park, reason, value)
+// take claims the park tok names for a resume into route ("" = the park's
+// own target): the park ends now, its timer is cancelled, and the caller
+// runs the route. A refusal is counted by reason.
+func (e *Engine) take(tok transaction.Token, route string, reason transaction.Reason, value any) (*transaction.Tx, error) {
+	if route != "" && !e.cfg.Routes.Has(routes.KindNamed, route) {
+		return nil, e.refuse(fmt.Errorf("async: continue %s: %w: route[%s]", tok, routes.ErrUnknownRoute, route))
+	}
+	tx, err := e.cfg.Table.Continue(tok, reason, value)
 	if err != nil {
-		e.stats.refused.Add(1)
+		return nil, e.refuse(err)
+	}
+	e.wheel.Cancel(tx.Suspension().Timer)
+	e.stats.resumes.Add(1)
+	return tx, nil
+}
+
+// run runs the resumed route of tx: route[route] when one was chosen at
+// resume time, else the park's continuation or its route.
+func (e *Engine) run(tx *transaction.Tx, route string) {
+	s := tx.Suspension()
+	if route == "" {
+		if next, ok := s.Next.(*continuation); ok {
+			e.cfg.Runner.RunHandler(tx, next.kind, next.name, next.h, s.Response)
+			return
+		}
+		route = s.Route
+	}
+	e.cfg.Runner.RunRoute(tx, routes.KindNamed, route, s.Response)
+}
+
+// Resume continues a park from outside a route (an HTTP callback, a bus
+// consumer, a control command) into the park's own route, with reason
+// ReasonExternal and value readable through ResumeValue. It is
+// t_continue with the park's route; see Continue.
+func (e *Engine) Resume(tok transaction.Token, value any) error {
+	return e.Continue(tok, "", value)
+}
+
+// Continue is t_continue(index, label, route): it ends the park tok names
+// and queues route[route] (or, for "", the park's own route or Sleep
+// continuation) on a module worker, with reason ReasonExternal. It may be
+// called from any goroutine, a route or a worker included, and never
+// waits for the route to run.
+//
+// nil means the route is queued and will run. A refusal leaves the park
+// as it was and says why: routes.ErrUnknownRoute (checked before the park
+// is touched), transaction.ErrAlreadyResumed (a token is single-use),
+// ErrTimedOut, ErrCanceled, ErrEnded, ErrUnknownToken; each is counted by
+// reason. When the module workers cannot take the resume the park is
+// taken all the same and the call answered 503 with Retry-After: the
+// error wraps ErrResumeFailed and ErrResumeAnswered.
+func (e *Engine) Continue(tok transaction.Token, route string, value any) error {
+	tx, err := e.take(tok, route, transaction.ReasonExternal, value)
+	if err != nil {
 		return err
 	}
-	s := tx.Suspension()
-	e.wheel.Cancel(s.Timer)
-	e.stats.resumes.Add(1)
-	if next, ok := s.Next.(routes.Handler); ok && next != nil {
-		e.cfg.Runner.RunHandler(tx, routes.KindRequest, s.Route, next)
-		return nil
+	if err := e.module.Submit(func() { e.run(tx, route) }); err != nil {
+		n := e.stats.rejected.Add(1)
+		_ = tx.Reply(sip.StatusServiceUnavailable, "Service Unavailable", nil, sip.NewHeader("Retry-After", "1"))
+		e.cfg.Table.Finish(tx)
+		if e.logDue(&e.rejectLog) {
+			e.log.Warn("resume refused: module workers saturated, answered 503 (logged at most once a second)",
+				append(txAttrs(tx, tok), "rejected_total", n)...)
+		}
+		return fmt.Errorf("%w: %w: %w", ErrResumeFailed, ErrResumeAnswered, err)
 	}
-	e.cfg.Runner.RunRoute(tx, routes.KindNamed, s.Route)
 	return nil
 }
 
-// Resume continues a parked transaction from outside a route (an HTTP
-// callback, a bus consumer): the target route runs on a module worker with
-// reason ReasonExternal and value readable through ResumeValue. A stale,
-// ended or not-suspended token is refused with an error.
-func (e *Engine) Resume(tok transaction.Token, value any) error {
-	tx, err := e.cfg.Table.Get(tok)
-	if err != nil {
-		return err
-	}
-	park := tx.Suspension().Park
-	if tx.State() != transaction.Suspended {
-		return fmt.Errorf("%w: %s", transaction.ErrNotSuspended, tok)
-	}
-	errc := make(chan error, 1)
-	if err := e.module.Submit(func() { errc <- e.resume(tok, park, transaction.ReasonExternal, value) }); err != nil {
-		return fmt.Errorf("%w: %w", ErrResumeFailed, err)
-	}
-	return <-errc
-}
-
 // park suspends c's transaction with target route (or continuation next)
-// and arms a timer of kind k after d.
-func (e *Engine) park(c *routes.Context, kindName, route string, next routes.Handler, d time.Duration, k itemKind, value any) (transaction.Token, int, error) {
+// and arms a timer of kind k after d; a deadline park may name a timeout
+// route. It returns the park's token.
+func (e *Engine) park(c *routes.Context, kindName, route string, next routes.Handler, d time.Duration, k itemKind, value any, timeoutRoute string) (transaction.Token, error) {
 	tx := c.Tx()
 	if tx == nil || tx.ServerTx() == nil || c.Request().IsAck() {
-		return transaction.Token{}, 0, fmt.Errorf("%w (%s)", ErrNoTx, kindName)
+		return transaction.Token{}, fmt.Errorf("%w (%s)", ErrNoTx, kindName)
 	}
+	var held *sip.Response
 	switch c.Kind() {
 	case routes.KindRequest, routes.KindNamed:
+		held = c.Response() // a named route run from a failure route, or a resume of one
+	case routes.KindFailure, routes.KindReply:
+		// Park on the final response: it is held, not sent upstream.
+		if res := c.Response(); res != nil && res.StatusCode >= 300 {
+			held = res
+			break
+		}
+		return transaction.Token{}, fmt.Errorf("%w: %s from %s on a %s response (only a final response of 300 or more can be held)",
+			ErrRouteKind, kindName, c.Kind(), statusOf(c.Response()))
 	default:
-		return transaction.Token{}, 0, fmt.Errorf("%w: %s from %s", ErrRouteKind, kindName, c.Kind())
+		return transaction.Token{}, fmt.Errorf("%w: %s from %s", ErrRouteKind, kindName, c.Kind())
 	}
 	if next == nil && !e.cfg.Routes.Has(routes.KindNamed, route) {
-		return transaction.Token{}, 0, fmt.Errorf("async: %s: %w: route[%s]", kindName, routes.ErrUnknownRoute, route)
+		return transaction.Token{}, fmt.Errorf("async: %s: %w: route[%s]", kindName, routes.ErrUnknownRoute, route)
+	}
+	if timeoutRoute != "" && !e.cfg.Routes.Has(routes.KindNamed, timeoutRoute) {
+		return transaction.Token{}, fmt.Errorf("async: %s: timeout %w: route[%s]", kindName, routes.ErrUnknownRoute, timeoutRoute)
 	}
 	timeout := e.cfg.Table.SuspendTimeout()
 	if k == itemResume && d >= timeout {
-		return transaction.Token{}, 0, fmt.Errorf("%w: %s >= %s", ErrTooLong, d, timeout)
+		return transaction.Token{}, fmt.Errorf("%w: %s >= %s", ErrTooLong, d, timeout)
 	}
-	var n routes.Handler = next
 	var nextAny any
-	if n != nil {
-		nextAny = n
+	if next != nil {
+		nextAny = &continuation{h: next, kind: c.Kind(), name: c.RouteName()}
 	}
 	var due time.Time
 	if k == itemResume {
 		due = e.cfg.Clock.Now().Add(d) // for resume lateness (metrics)
-	}
-	tok, err := e.cfg.Table.Suspend(tx, transaction.Suspension{Route: route, Kind: kindName, Value: value, Next: nextAny, Due: due})
-	if err != nil {
-		return tok, 0, err
-	}
-	park := tx.Suspension().Park
-	if k == itemDeadline {
+	} else if d == 0 {
 		d = timeout
 	}
-	h, err := e.wheel.Add(d, item{tok: tok, park: uint16(park), kind: k})
+	susp := transaction.Suspension{Route: route, Kind: kindName, Value: value, Next: nextAny, Due: due,
+		TimeoutRoute: timeoutRoute, Response: held}
+	if k == itemDeadline {
+		susp.Timeout = d
+	}
+	tok, err := e.cfg.Table.Suspend(tx, susp)
+	if err != nil {
+		return tok, err
+	}
+	h, err := e.wheel.Add(d, item{tok: tok, kind: k})
 	if err != nil {
 		// Could not arm the timer: take the transaction back, report.
-		_, _ = e.cfg.Table.ContinuePark(tok, park, transaction.ReasonNone, nil)
-		return tok, 0, fmt.Errorf("%w: %w", ErrResumeFailed, err)
+		_, _ = e.cfg.Table.Continue(tok, transaction.ReasonNone, nil)
+		return tok, fmt.Errorf("%w: %w", ErrResumeFailed, err)
 	}
-	tx.SetTimer(park, h)
+	tx.SetTimer(int(tok.Park), h)
 	e.stats.parks.Add(1)
 	c.MarkParked()
-	return tok, park, nil
+	return tok, nil
+}
+
+func statusOf(res *sip.Response) string {
+	if res == nil {
+		return "missing"
+	}
+	return strconv.Itoa(res.StatusCode)
 }

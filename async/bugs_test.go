@@ -1,7 +1,7 @@
 package async_test
 
-// Tests of open defects. Each is skipped through bug(); set
-// SIPASYNC_RUN_BUGS=1 to run them anyway and see them fail.
+// Tests of defects found in the engine, kept under their names so that
+// they stay fixed.
 
 import (
 	"testing"
@@ -14,13 +14,11 @@ import (
 	"github.com/sipasync/sipasync/transaction"
 )
 
-// The wheel item keeps the park number in a uint16 (async.go, type item):
-// park 65,536 of a transaction is armed as park 0, which ContinuePark reads
-// as "any park", and park 65,537 as park 1, which is refused, so its timer
-// never resumes it. A timed park has no other deadline, so the transaction
-// stays parked forever, unanswered, with nothing armed.
+// The wheel item once kept the park number in a uint16: park 65,537 of a
+// transaction was armed as park 1 and refused, so it stayed parked forever.
+// A park token now carries a uint32 park number, and Suspend refuses a
+// park past it rather than wrap.
 func TestParkNumberBeyondUint16(t *testing.T) {
-	bug(t, "async.go item.park is uint16: the timer of park 65,537 of one transaction is refused and the transaction is parked forever")
 	h := newHarness(t, opts{})
 	h.route("AGAIN", func(c *routes.Context) error { return async.MsRoute(c, "LAST", 10*time.Millisecond) })
 	h.route("LAST", replyOK)
@@ -46,13 +44,10 @@ func TestParkNumberBeyondUint16(t *testing.T) {
 	require.Equal(t, []int{200}, w.codes())
 }
 
-// Engine.Resume submits the resume to the module group and then waits for
-// it (async.go, Engine.Resume: errc). Called from a route that itself runs
-// on a module worker (any timer resume), with every module worker doing
-// so, it waits for a task that can never start: a deadlock. With one
-// module worker, one route that wakes another parked call is enough.
+// Engine.Resume once waited for the resumed route to run on the module
+// group: from a route on the last free module worker it waited for a task
+// that could never start. Resume now queues and returns.
 func TestResumeFromModuleWorker(t *testing.T) {
-	bug(t, "async.go Engine.Resume waits for a task on the module group; from a route running on the last free module worker it deadlocks")
 	h := newHarness(t, opts{moduleWorkers: 1})
 	h.route("B", replyOK)
 	done := make(chan error, 1)
@@ -75,13 +70,11 @@ func TestResumeFromModuleWorker(t *testing.T) {
 	eventually(t, "B answered", func() bool { return len(wB.codes()) == 1 })
 }
 
-// Suspend returns the transaction's token, which stays the same across
-// parks, and Engine.Resume takes no park number: a duplicate delivery of an
-// external callback (an HTTP retry, a redelivered queue message) resumes
-// the next park of the same transaction. DESIGN.md: "A resume token is
-// single-use, carries a generation (label)".
+// A token names one park: a duplicate delivery of an external callback
+// (an HTTP retry, a redelivered queue message) must not resume the next
+// park of the same transaction. DESIGN.md: "A resume token is single-use,
+// carries a generation (label)".
 func TestResumeTokenIsSingleUse(t *testing.T) {
-	bug(t, "async.go Suspend/Engine.Resume: the token names the transaction, not the park; a second Resume with the first park's token resumes the second park")
 	h := newHarness(t, opts{})
 	toks := make(chan transaction.Token, 1)
 	h.route("R1", func(c *routes.Context) error {
@@ -98,19 +91,17 @@ func TestResumeTokenIsSingleUse(t *testing.T) {
 	tok2 := <-toks
 	require.Equal(t, transaction.Suspended, tx.State())
 
-	require.Error(t, h.e.Resume(tok1, "callback, delivered twice"), "the first park's token is used up")
+	require.ErrorIs(t, h.e.Resume(tok1, "callback, delivered twice"), transaction.ErrAlreadyResumed, "the first park's token is used up")
+	require.Equal(t, uint64(1), h.e.Stats().RefusedFor("already_resumed"), "counted as already_resumed")
 	h.noRun()
 	require.Equal(t, transaction.Suspended, tx.State(), "the second park waits for its own token")
 	require.NoError(t, h.e.Resume(tok2, nil))
 	require.Equal(t, "R2", h.next().name)
 }
 
-// Sleep from route[X] continues "with the next action" of route[X], but the
-// engine runs the continuation as request_route (async.go, Engine.resume:
-// RunHandler(tx, routes.KindRequest, ...)): the continuation's Context
-// reports the wrong kind.
+// Sleep from route[X] continues "with the next action" of route[X]: the
+// continuation runs as route[X], not as request_route.
 func TestSleepContinuationKeepsRouteKind(t *testing.T) {
-	bug(t, "async.go Engine.resume runs every Sleep continuation as KindRequest, also one parked from route[X]")
 	h := newHarness(t, opts{})
 	kinds := make(chan routes.Kind, 1)
 	tx, _ := h.newTx("MESSAGE")

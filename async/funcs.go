@@ -26,7 +26,7 @@ func RouteValue(c *routes.Context, name string, d time.Duration, value any) erro
 	if err != nil {
 		return err
 	}
-	_, _, err = e.park(c, "async_route", name, nil, d, itemResume, value)
+	_, err = e.park(c, "async_route", name, nil, d, itemResume, value, "")
 	return err
 }
 
@@ -45,7 +45,7 @@ func MsRouteValue(c *routes.Context, name string, d time.Duration, value any) er
 	if err := e.checkMillis(d); err != nil {
 		return err
 	}
-	_, _, err = e.park(c, "async_ms_route", name, nil, d, itemResume, value)
+	_, err = e.park(c, "async_ms_route", name, nil, d, itemResume, value, "")
 	return err
 }
 
@@ -63,7 +63,7 @@ func Sleep(c *routes.Context, d time.Duration, next routes.HandlerFunc) error {
 	if err != nil {
 		return err
 	}
-	_, _, err = e.park(c, "async_sleep", c.RouteName(), next, d, itemResume, nil)
+	_, err = e.park(c, "async_sleep", c.RouteName(), next, d, itemResume, nil, "")
 	return err
 }
 
@@ -80,7 +80,7 @@ func MsSleep(c *routes.Context, d time.Duration, next routes.HandlerFunc) error 
 	if next == nil {
 		return fmt.Errorf("async: async_ms_sleep: %w", routes.ErrNilHandler)
 	}
-	_, _, err = e.park(c, "async_ms_sleep", c.RouteName(), next, d, itemResume, nil)
+	_, err = e.park(c, "async_ms_sleep", c.RouteName(), next, d, itemResume, nil, "")
 	return err
 }
 
@@ -114,13 +114,17 @@ func TaskGroupRouteValue(c *routes.Context, name, group string, value any) error
 }
 
 func (e *Engine) taskRoute(c *routes.Context, name string, g *workergroups.Group, value any) error {
-	tok, park, err := e.park(c, "async_task_route", name, nil, 0, itemDeadline, value)
+	tok, err := e.park(c, "async_task_route", name, nil, 0, itemDeadline, value, "")
 	if err != nil {
 		return err
 	}
-	if err := g.Submit(func() { _ = e.resume(tok, park, transaction.ReasonTask, nil) }); err != nil {
+	if err := g.Submit(func() {
+		if tx, err := e.take(tok, "", transaction.ReasonTask, nil); err == nil {
+			e.run(tx, "")
+		}
+	}); err != nil {
 		// Take the transaction back; the caller may answer (e.g. 503).
-		if tx, cerr := e.cfg.Table.ContinuePark(tok, park, transaction.ReasonNone, nil); cerr == nil {
+		if tx, cerr := e.cfg.Table.Continue(tok, transaction.ReasonNone, nil); cerr == nil {
 			e.wheel.Cancel(tx.Suspension().Timer)
 			c.UnmarkParked()
 		}
@@ -201,17 +205,53 @@ func (e *Engine) EmitTKV(rec TKV) error {
 	return nil
 }
 
-// Suspend parks c's transaction with no timer for code outside the engine
-// to resume by token (Engine.Resume); route[name] runs then. If nobody
-// resumes it within the suspend timeout it is answered (408/500).
-func Suspend(c *routes.Context, name string, value any) (transaction.Token, error) {
+// Suspend parks c's transaction with no timer, for code outside the
+// engine to resume by the returned token (Engine.Resume, Engine.Continue):
+// t_suspend. route[name] runs then. The token names this park and resumes
+// it once. Without options the park times out at the suspend timeout and
+// is answered 408 (INVITE) or 500; Timeout sets a shorter one and
+// TimeoutRoute a route to run instead of that answer.
+//
+// Suspend works in a request route, a named route, and a failure route or
+// a reply route on a final response of 300 or more: there the response is
+// held (not sent upstream), the resumed route sees it as
+// Context.Response, may relay again or reply, and it goes upstream if the
+// route does neither.
+func Suspend(c *routes.Context, name string, value any, opts ...ParkOption) (transaction.Token, error) {
 	e, err := EngineOf(c)
 	if err != nil {
 		return transaction.Token{}, err
 	}
-	tok, _, err := e.park(c, "suspend", name, nil, 0, itemDeadline, value)
-	return tok, err
+	var o parkOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	timeout := e.cfg.Table.SuspendTimeout()
+	if o.timeout != 0 && (o.timeout < time.Millisecond || o.timeout > timeout) {
+		return transaction.Token{}, fmt.Errorf("%w: timeout %s (1ms..%s, the suspend timeout)", ErrDelay, o.timeout, timeout)
+	}
+	return e.park(c, "suspend", name, nil, o.timeout, itemDeadline, value, o.timeoutRoute)
 }
+
+// A ParkOption sets how a park made by Suspend ends when nobody resumes it.
+type ParkOption func(*parkOptions)
+
+type parkOptions struct {
+	timeout      time.Duration
+	timeoutRoute string
+}
+
+// Timeout sets the park's timeout, from 1 ms to the suspend timeout (the
+// default). It is exact to the wheel's tick (--async-ms-timer, else
+// 100 ms).
+func Timeout(d time.Duration) ParkOption { return func(o *parkOptions) { o.timeout = d } }
+
+// TimeoutRoute names route[name] to run when the park times out, with
+// ResumeReason() == transaction.ReasonTimeout and the park's value as
+// ResumeValue; it may reply, relay or park again. Without it the timeout
+// is answered 408 (INVITE) or 500. A resume that comes after the timeout
+// is refused with transaction.ErrTimedOut.
+func TimeoutRoute(name string) ParkOption { return func(o *parkOptions) { o.timeoutRoute = name } }
 
 // DataOf returns the data of a data task as a string (the $async(data)
 // analog); ok is false when the route is not a data task or the data is not

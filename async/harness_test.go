@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -41,16 +40,6 @@ var discard = slog.New(slog.DiscardHandler)
 // waitFor bounds every wait on another goroutine: a guard against a hang,
 // never a timing assertion.
 const waitFor = 5 * time.Second
-
-// bug skips a test that demonstrates a known defect, keeping the suite green
-// while the defect is open; SIPASYNC_RUN_BUGS=1 runs it anyway. Remove the
-// call once the defect is fixed.
-func bug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("SIPASYNC_RUN_BUGS") == "" {
-		t.Skip("BUG: " + what)
-	}
-}
 
 // eventually polls cond until it holds or waitFor passes.
 func eventually(t testing.TB, what string, cond func() bool) {
@@ -190,7 +179,8 @@ type run struct {
 	data     any
 	req      *sip.Request
 	detached bool
-	handler  bool // RunHandler (a Sleep continuation) rather than RunRoute
+	handler  bool          // RunHandler (a Sleep continuation) rather than RunRoute
+	res      *sip.Response // the held response the run was given
 	outcome  routes.Outcome
 	err      error
 }
@@ -208,19 +198,19 @@ type runner struct {
 	byName map[string]int
 }
 
-func (r *runner) RunRoute(tx *transaction.Tx, kind routes.Kind, name string) {
-	r.runTx(tx, kind, name, nil)
+func (r *runner) RunRoute(tx *transaction.Tx, kind routes.Kind, name string, res *sip.Response) {
+	r.runTx(tx, kind, name, nil, res)
 }
 
-func (r *runner) RunHandler(tx *transaction.Tx, kind routes.Kind, name string, h routes.Handler) {
-	r.runTx(tx, kind, name, h)
+func (r *runner) RunHandler(tx *transaction.Tx, kind routes.Kind, name string, h routes.Handler, res *sip.Response) {
+	r.runTx(tx, kind, name, h, res)
 }
 
-func (r *runner) runTx(tx *transaction.Tx, kind routes.Kind, name string, h routes.Handler) {
+func (r *runner) runTx(tx *transaction.Tx, kind routes.Kind, name string, h routes.Handler, res *sip.Response) {
 	reason, value := tx.ResumeReason()
 	c := routes.NewContext(routes.ContextOptions{Ctx: r.h.ctx, Engine: r.h.fe, Kind: kind, Name: name,
-		Tx: tx, Logger: discard})
-	rec := run{kind: kind, name: name, tx: tx, reason: reason, value: value, req: tx.Request(), handler: h != nil}
+		Tx: tx, Response: res, Logger: discard})
+	rec := run{kind: kind, name: name, tx: tx, reason: reason, value: value, req: tx.Request(), handler: h != nil, res: res}
 	var err error
 	if h == nil {
 		h, err = r.h.routes.Lookup(kind, name)
@@ -294,6 +284,7 @@ type opts struct {
 	msOff          bool          // the ms timer off (MsTimer 0)
 	suspendTimeout time.Duration // 0: the table's default (120s)
 	maxParked      int
+	maxRemembered  int             // transaction.Options.MaxRemembered
 	moduleWorkers  int             // 0: the engine's default
 	groups         []string        // Kamailio group specs added before the engine
 	queues         map[string]int  // queue bound of a group in groups
@@ -320,7 +311,8 @@ type harness struct {
 func newHarness(t testing.TB, o opts) *harness {
 	t.Helper()
 	h := &harness{t: t, mock: clock.NewMock(), routes: routes.NewTable()}
-	h.tbl = transaction.New(transaction.Options{Clock: h.mock, SuspendTimeout: o.suspendTimeout, MaxParked: o.maxParked})
+	h.tbl = transaction.New(transaction.Options{Clock: h.mock, SuspendTimeout: o.suspendTimeout, MaxParked: o.maxParked,
+		MaxRemembered: o.maxRemembered})
 	var err error
 	h.groups, err = workergroups.New(workergroups.WithLogger(discard))
 	require.NoError(t, err)

@@ -159,7 +159,8 @@ func TestSuspendAndExternalResume(t *testing.T) {
 	c.SetAttr("k", "v")
 	tok, err := async.Suspend(c, "R", "from suspend")
 	require.NoError(t, err)
-	require.Equal(t, tx.Token(), tok)
+	require.Equal(t, tx.Token(), tok.Tx(), "the token names the transaction")
+	require.Equal(t, uint32(1), tok.Park, "and its first park")
 	requireParked(t, tx, c, "Suspend")
 	require.Equal(t, 1, h.e.Stats().WheelPending, "a deadline is armed")
 
@@ -198,7 +199,7 @@ func TestExternalResumeOfTimedPark(t *testing.T) {
 	h.route("R", replyOK)
 	tx, c, _ := h.request("MESSAGE")
 	require.NoError(t, async.MsRoute(c, "R", time.Second))
-	require.NoError(t, h.e.Resume(tx.Token(), 1))
+	require.NoError(t, h.e.Resume(tx.ParkToken(), 1))
 	r := h.next()
 	require.Equal(t, transaction.ReasonExternal, r.reason)
 	require.Zero(t, h.e.Stats().WheelPending)
@@ -217,15 +218,19 @@ func TestResumeRefusals(t *testing.T) {
 		require.NoError(t, h.e.Resume(tok1, nil))
 		h.next()
 		require.Equal(t, transaction.Done, tx1.State())
+		// The slot of a parked transaction is remembered for the suspend
+		// timeout before it is reused.
+		h.mock.Add(120 * time.Second)
 
 		tx2, c2, w2 := h.request("MESSAGE")
-		tok2 := tx2.Token()
-		require.Equal(t, tok1.Index, tok2.Index, "the slot is reused")
-		require.Greater(t, tok2.Label, tok1.Label)
-		_, err = async.Suspend(c2, "R", nil)
+		require.Equal(t, tok1.Index, tx2.Token().Index, "the slot is reused")
+		require.Greater(t, tx2.Token().Label, tok1.Label)
+		tok2, err := async.Suspend(c2, "R", nil)
 		require.NoError(t, err)
 
-		require.ErrorIs(t, h.e.Resume(tok1, "late"), transaction.ErrStale)
+		err = h.e.Resume(tok1, "late")
+		require.ErrorIs(t, err, transaction.ErrStale)
+		require.ErrorIs(t, err, transaction.ErrEnded)
 		h.noRun()
 		require.Equal(t, transaction.Suspended, tx2.State(), "the slot's new transaction is untouched")
 		require.Empty(t, w2.codes())
@@ -242,20 +247,20 @@ func TestResumeRefusals(t *testing.T) {
 		require.NotPanics(t, func() {
 			err = h.e.Resume(tok, nil)
 		})
-		require.ErrorIs(t, err, transaction.ErrNotFound, "the second resume is refused")
-		require.ErrorIs(t, h.e.Resume(tok, nil), transaction.ErrNotFound)
+		require.ErrorIs(t, err, transaction.ErrAlreadyResumed, "the second resume is refused")
+		require.ErrorIs(t, h.e.Resume(tok, nil), transaction.ErrAlreadyResumed)
 		h.noRun()
 		require.Equal(t, []int{200}, w.codes())
 	})
 
 	t.Run("never existed", func(t *testing.T) {
-		require.ErrorIs(t, h.e.Resume(transaction.Token{Index: 1 << 20, Label: 1}, nil), transaction.ErrNotFound)
-		require.ErrorIs(t, h.e.Resume(transaction.Token{Index: 0, Label: 1 << 30}, nil), transaction.ErrNotFound)
+		require.ErrorIs(t, h.e.Resume(transaction.Token{Index: 1 << 20, Label: 1, Park: 1}, nil), transaction.ErrUnknownToken)
+		require.ErrorIs(t, h.e.Resume(transaction.Token{Index: 0, Label: 1 << 30, Park: 1}, nil), transaction.ErrUnknownToken)
 	})
 
 	t.Run("not suspended", func(t *testing.T) {
 		tx, c, _ := h.request("MESSAGE")
-		require.ErrorIs(t, h.e.Resume(tx.Token(), nil), transaction.ErrNotSuspended)
+		require.ErrorIs(t, h.e.Resume(tx.Token(), nil), transaction.ErrUnknownToken, "a transaction's own token names no park")
 		h.noRun()
 		require.Equal(t, transaction.Live, tx.State())
 		require.NotEqual(t, routes.OutcomeParked, c.Outcome())
@@ -320,7 +325,7 @@ func TestEarlierTimerDoesNotResumeLaterPark(t *testing.T) {
 	h.route("B", replyOK)
 	require.NoError(t, async.MsRoute(c, "A", 100*time.Millisecond))
 	h.mock.Add(50 * time.Millisecond)
-	require.NoError(t, h.e.Resume(tx.Token(), nil))
+	require.NoError(t, h.e.Resume(tx.ParkToken(), nil))
 	r := h.next()
 	require.Equal(t, "A", r.name)
 	require.Equal(t, routes.OutcomeParked, r.outcome)
@@ -360,7 +365,7 @@ func TestStaleTimerInFlightIsRefused(t *testing.T) {
 	require.False(t, g.isOpen())
 
 	// Another path takes A back and the route parks it again.
-	_, err := h.tbl.ContinuePark(txA.Token(), 1, transaction.ReasonExternal, nil)
+	_, err := h.tbl.Continue(txA.ParkToken(), transaction.ReasonExternal, nil)
 	require.NoError(t, err)
 	cA2 := h.ctxOf(txA, routes.KindNamed, "A")
 	require.NoError(t, async.MsRoute(cA2, "B", time.Second))
@@ -402,7 +407,8 @@ func TestChainedParks(t *testing.T) {
 		require.Equal(t, "first", r.value)
 		require.Equal(t, routes.OutcomeParked, r.outcome)
 		tok2 := <-toks
-		require.Equal(t, tok, tok2, "the same transaction parks again")
+		require.Equal(t, tok.Tx(), tok2.Tx(), "the same transaction parks again")
+		require.Equal(t, tok.Park+1, tok2.Park, "with a token of its own")
 		require.Equal(t, transaction.Suspended, tx.State())
 
 		require.NoError(t, h.e.Resume(tok2, nil))

@@ -149,8 +149,9 @@ var (
 	mTxRejected = counter("transaction", "rejected_total", "Adds or parks refused past a bound (table full, --max-parked).")
 	mTxLate     = counter("transaction", "late_cancels_total", "CANCELs that raced a final response inside sipgo.")
 
-	mAsyncRefused    = counter("async", "resume_refused_total", "Resumes refused (stale, ended, canceled or not parked).")
-	mAsyncRejected   = counter("async", "resume_rejected_total", "Due resumes the module workers could not take (answered 503).")
+	mAsyncRefused    = counter("async", "resume_refused_total", "Resumes refused, by reason: canceled, timed_out, already_resumed (a token is single-use), ended, unknown_token, unknown_route, other.", "reason")
+	mAsyncTimeoutRte = counter("async", "timeout_routes_total", "Park timeouts that ran the park's timeout route.")
+	mAsyncRejected   = counter("async", "resume_rejected_total", "Resumes, due or external, that the module workers could not take (answered 503 with Retry-After).")
 	mAsyncData       = counter("async", "data_tasks_total", "Data tasks run (async.TaskData).")
 	mAsyncDataRej    = counter("async", "data_rejected_total", "Data tasks refused by a full group.")
 	mAsyncTKV        = counter("async", "tkv_total", "tkv records emitted.")
@@ -204,7 +205,7 @@ var allMetrics = []metric{mProxyRelays, mProxyRelayRejected, mProxyDropped, mPro
 	mProxyRejected, mProxyUnmatched, mProxyStray, mProxyStrayFwd, mProxyACKWaits, mProxyActiveRelays, mProxyDraining,
 	mInRefused, mInUnanswered, mInShedACKs, mOverloadRunnable, mOverloadDelay, mOverloadHeap, mOverloadShedding, mUDPQueued, mUDPDropped,
 	mTxLive, mTxParked, mTxCreated, mTxExpired, mTxCanceled, mTxStale, mTxEnded, mTxRejected, mTxLate,
-	mAsyncRefused, mAsyncRejected, mAsyncData, mAsyncDataRej, mAsyncTKV, mAsyncTKVRej,
+	mAsyncRefused, mAsyncTimeoutRte, mAsyncRejected, mAsyncData, mAsyncDataRej, mAsyncTKV, mAsyncTKVRej,
 	mWheelPending, mWheelFired, mWheelCancelled, mWheelLateTicks, mWheelOverflowed,
 	mGroupWorkers, mGroupBusy, mGroupQueued, mGroupWaiting, mGroupCompleted, mGroupRejected, mGroupPanicked, mGroupUndone,
 	mBusDepth, mBusCapacity, mBusHigh, mBusDelivered, mBusDropped, mBusPanics,
@@ -291,7 +292,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s.Async != nil {
 		a := s.Async()
-		emit(ch, mAsyncRefused, a.ResumeRefused)
+		for i, reason := range async.RefusalReasons {
+			emit(ch, mAsyncRefused, a.Refused[i], reason)
+		}
+		emit(ch, mAsyncTimeoutRte, a.TimeoutRoutes)
 		emit(ch, mAsyncRejected, a.ResumeRejected)
 		emit(ch, mAsyncData, a.DataTasks)
 		emit(ch, mAsyncDataRej, a.DataRejected)

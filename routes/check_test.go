@@ -2,7 +2,6 @@ package routes
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"reflect"
 	"strings"
@@ -99,17 +98,5 @@ func needAs(t testing.TB, err error, target **StatusError) {
 	t.Helper()
 	if !errors.As(err, target) {
 		t.Fatalf("error %v carries no *StatusError", err)
-	}
-}
-
-// runBugs runs the tests that show known, reported bugs; they fail until
-// the bug is fixed: go test -run X ./pkg/ -args -bugs
-var runBugs = flag.Bool("bugs", false, "also run the tests of known bugs (they fail until fixed)")
-
-// knownBug skips a test that shows a reported bug unless -bugs is given.
-func knownBug(t testing.TB, what string) {
-	t.Helper()
-	if !*runBugs {
-		t.Skip("BUG: " + what)
 	}
 }

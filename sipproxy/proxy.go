@@ -519,15 +519,19 @@ func (p *Proxy) respondDirect(req *sip.Request, stx *sip.ServerTx, res *sip.Resp
 // RunRoute runs kind[name] for a live transaction (a resume, a task) with
 // the engine's finishing rules: whatever the route leaves unanswered gets an
 // answer. It is how the async engine resumes transactions.
-func (p *Proxy) RunRoute(tx *transaction.Tx, kind routes.Kind, name string) {
-	p.runRoute(tx, kind, name, nil, nil)
+//
+// res is the final response a failure or reply route parked on: the route
+// sees it as Context.Response, and if it neither replies, relays, drops
+// nor parks again, res goes upstream, as after a failure route.
+func (p *Proxy) RunRoute(tx *transaction.Tx, kind routes.Kind, name string, res *sip.Response) {
+	p.runRoute(tx, kind, name, res, nil)
 }
 
 // RunHandler is RunRoute with a handler given directly (a continuation of
 // a Sleep form); kind and name label the run.
-func (p *Proxy) RunHandler(tx *transaction.Tx, kind routes.Kind, name string, h routes.Handler) {
+func (p *Proxy) RunHandler(tx *transaction.Tx, kind routes.Kind, name string, h routes.Handler, res *sip.Response) {
 	c := routes.NewContext(routes.ContextOptions{Ctx: p.ctxOrBackground(), Engine: p, Kind: kind, Name: name,
-		Tx: tx, Logger: p.txLogger(tx)})
+		Tx: tx, Response: res, Logger: p.txLogger(tx)})
 	p.finish(c, p.serve(h, c))
 }
 
@@ -608,6 +612,15 @@ func (p *Proxy) finish(c *routes.Context, err error) {
 	if req.IsAck() || tx.ServerTx() == nil {
 		if err != nil {
 			c.Logger().Info("route for ACK failed", "error", err)
+		}
+		p.txs.Finish(tx)
+		return
+	}
+	if res := c.Response(); res != nil && res.StatusCode >= 300 && err == nil && !tx.FinalSent() && !tx.Canceled() {
+		// A route resumed on a held final response that did nothing with
+		// it: the response goes upstream, as after a failure route.
+		if rerr := tx.Respond(p.upstream(tx, res)); rerr == nil {
+			p.stats.replies.Add(1)
 		}
 		p.txs.Finish(tx)
 		return

@@ -268,7 +268,10 @@ func (r *relay) loop() {
 	}
 }
 
-// final handles the final response: failure route, else forward.
+// final handles the final response: failure route, else forward. A
+// failure route (or a reply route on this response) may park the
+// transaction: the response is held for the resumed route, and the
+// server transaction stays open.
 func (r *relay) final(res *sip.Response) {
 	p := r.p
 	if res.StatusCode >= 300 && r.failure != "" && !r.canceled && !r.tx.Canceled() {
@@ -282,6 +285,9 @@ func (r *relay) final(res *sip.Response) {
 		switch c.Outcome() {
 		case routes.OutcomeRelayed:
 			return // a new relay owns the transaction (and the call)
+		case routes.OutcomeParked:
+			p.reportCall(r.call, CallFailed) // this branch's call is over; a new relay reports its own
+			return                           // the async engine owns the transaction
 		case routes.OutcomeReplied, routes.OutcomeDropped:
 			p.reportCall(r.call, CallFailed)
 			p.txs.Finish(r.tx)
@@ -296,15 +302,17 @@ func (r *relay) final(res *sip.Response) {
 	} else {
 		p.reportCall(r.call, CallFailed)
 	}
-	if !r.canceled {
-		r.forward(res)
+	if !r.canceled && r.forward(res) == routes.OutcomeParked {
+		return
 	}
 	p.txs.Finish(r.tx)
 }
 
 // forward sends a downstream response upstream on the server transaction,
-// after the reply route (if armed) had its say.
-func (r *relay) forward(res *sip.Response) {
+// after the reply route (if armed) had its say. It returns the reply
+// route's outcome when that route dropped or parked the response, else
+// OutcomeNone.
+func (r *relay) forward(res *sip.Response) routes.Outcome {
 	p := r.p
 	if r.reply != "" {
 		c := routes.NewContext(routes.ContextOptions{Ctx: p.ctxOrBackground(), Engine: p, Kind: routes.KindReply,
@@ -313,8 +321,8 @@ func (r *relay) forward(res *sip.Response) {
 			if err := p.serve(h, c); err != nil {
 				c.Logger().Warn("reply route error", "error", err)
 			}
-			if c.Outcome() == routes.OutcomeDropped {
-				return
+			if o := c.Outcome(); o == routes.OutcomeDropped || o == routes.OutcomeParked {
+				return o
 			}
 		}
 	}
@@ -326,6 +334,7 @@ func (r *relay) forward(res *sip.Response) {
 	if err := r.tx.Respond(p.upstream(r.tx, res)); err == nil {
 		p.stats.replies.Add(1)
 	}
+	return routes.OutcomeNone
 }
 
 // onRetransmission forwards 2xx retransmissions of an accepted INVITE.

@@ -2,7 +2,6 @@ package transaction
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"reflect"
 	"strings"
@@ -91,17 +90,5 @@ func hasNot(t testing.TB, s, sub string, msg ...any) {
 	t.Helper()
 	if strings.Contains(s, sub) {
 		t.Errorf("%s%q contains %q", label(msg), s, sub)
-	}
-}
-
-// runBugs runs the tests that show known, reported bugs; they fail until
-// the bug is fixed: go test -run X ./pkg/ -args -bugs
-var runBugs = flag.Bool("bugs", false, "also run the tests of known bugs (they fail until fixed)")
-
-// knownBug skips a test that shows a reported bug unless -bugs is given.
-func knownBug(t testing.TB, what string) {
-	t.Helper()
-	if !*runBugs {
-		t.Skip("BUG: " + what)
 	}
 }

@@ -147,7 +147,7 @@ func (e *events) of(tok Token) []Event {
 	defer e.mu.Unlock()
 	out := []Event{}
 	for _, x := range e.log {
-		if x.tok == tok {
+		if x.tok == tok.Tx() {
 			out = append(out, x.ev)
 		}
 	}

@@ -24,7 +24,7 @@ func TestSuspendInviteSendsTryingOnce(t *testing.T) {
 	eq(t, []int{100}, w.codes(), "a parked INVITE gets 100 Trying at once")
 	_, err = tt.Continue(tok, ReasonTimer, nil)
 	need(t, err)
-	_, err = tt.Suspend(tx, Suspension{})
+	tok, err = tt.Suspend(tx, Suspension{})
 	need(t, err)
 	_, err = tt.Continue(tok, ReasonTimer, nil)
 	need(t, err)
@@ -102,7 +102,7 @@ func TestCancelParkedInvite(t *testing.T) {
 	eq(t, EvSuspended, waitEvent(t, ev.ch).ev)
 
 	need(t, stx.Receive(cancelOf(t, req)))
-	eq(t, event{tok, EvCanceled}, waitEvent(t, ev.ch))
+	eq(t, event{tok.Tx(), EvCanceled}, waitEvent(t, ev.ch))
 
 	truth(t, tx.Canceled())
 	eq(t, Done, tx.State())
@@ -222,6 +222,7 @@ func TestSuspendEventsStayOrdered(t *testing.T) {
 	tx, err := tt.Add(req, newStx(t, req, w))
 	need(t, err)
 	tok := tx.Token()
+	tok.Park = 1 // the park Suspend is making
 
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -257,6 +258,7 @@ func TestSuspendParksReadRace(t *testing.T) {
 	tx, err := tt.Add(req, newStx(t, req, w))
 	need(t, err)
 	tok := tx.Token()
+	tok.Park = 1 // the park Suspend is making
 
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -17,6 +17,7 @@ package transaction
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,44 +31,82 @@ import (
 
 // Errors returned by the table. They are wrapped with the token or detail.
 var (
-	ErrNotFound     = errors.New("transaction: not found (ended or never existed)")
-	ErrStale        = errors.New("transaction: stale token")
-	ErrNotSuspended = errors.New("transaction: not suspended")
-	ErrNotLive      = errors.New("transaction: not live (suspended or ended)")
-	ErrCanceled     = errors.New("transaction: canceled")
-	ErrFinal        = errors.New("transaction: final response already sent")
-	ErrTableFull    = errors.New("transaction: table full")
-	ErrTooMany      = errors.New("transaction: too many parked transactions")
-	ErrNoServerTx   = errors.New("transaction: no server transaction to answer")
-	ErrBadToken     = errors.New("transaction: malformed token")
+	ErrUnknownToken   = errors.New("transaction: unknown token (never issued)")
+	ErrEnded          = errors.New("transaction: ended")
+	ErrStale          = errors.New("transaction: stale token (its slot serves a newer transaction)")
+	ErrAlreadyResumed = errors.New("transaction: park already resumed (a token is single-use)")
+	ErrTimedOut       = errors.New("transaction: park timed out")
+	ErrNotSuspended   = errors.New("transaction: not suspended")
+	ErrNotLive        = errors.New("transaction: not live (suspended or ended)")
+	ErrCanceled       = errors.New("transaction: canceled")
+	ErrFinal          = errors.New("transaction: final response already sent")
+	ErrTableFull      = errors.New("transaction: table full")
+	ErrTooMany        = errors.New("transaction: too many parked transactions")
+	ErrNoServerTx     = errors.New("transaction: no server transaction to answer")
+	ErrBadToken       = errors.New("transaction: malformed token")
+	ErrParkLimit      = errors.New("transaction: park number limit reached")
 )
 
-// Token identifies a transaction: the slot index and the label (generation)
-// of the slot when the transaction was created. Tokens are values; a token
-// copied into a closure, a queue message or an HTTP callback stays valid
-// until its transaction ends, and is refused after that.
+// RefusalReason names why a resume was refused, for counters and logs:
+// "canceled", "timed_out", "already_resumed", "ended", "unknown_token", or
+// "" when err is none of the table's refusals.
+func RefusalReason(err error) string {
+	switch {
+	case errors.Is(err, ErrCanceled):
+		return "canceled"
+	case errors.Is(err, ErrTimedOut):
+		return "timed_out"
+	case errors.Is(err, ErrAlreadyResumed):
+		return "already_resumed"
+	case errors.Is(err, ErrEnded):
+		return "ended"
+	case errors.Is(err, ErrUnknownToken), errors.Is(err, ErrBadToken):
+		return "unknown_token"
+	}
+	return ""
+}
+
+// Token identifies a transaction, and with Park one park of it: the slot
+// index, the label (generation) of the slot when the transaction was
+// created, and the park number (1, 2, ...; 0 names the transaction, not a
+// park). Suspend returns a park token; it resumes that park once and is
+// refused after that, so a callback delivered twice cannot resume a later
+// park. Tokens are values: copy them into closures, queue messages or
+// HTTP callbacks freely.
 type Token struct {
 	Index uint32
 	Label uint32
+	Park  uint32
 }
 
-// String formats the token as "index:label", the form ParseToken reads.
+// Tx returns the token of the transaction itself (Park 0).
+func (t Token) Tx() Token { return Token{Index: t.Index, Label: t.Label} }
+
+// String formats the token as "index:label" (a transaction) or
+// "index:label:park" (a park), the forms ParseToken reads.
 func (t Token) String() string {
-	return strconv.FormatUint(uint64(t.Index), 10) + ":" + strconv.FormatUint(uint64(t.Label), 10)
+	s := strconv.FormatUint(uint64(t.Index), 10) + ":" + strconv.FormatUint(uint64(t.Label), 10)
+	if t.Park != 0 {
+		s += ":" + strconv.FormatUint(uint64(t.Park), 10)
+	}
+	return s
 }
 
-// ParseToken reads "index:label".
+// ParseToken reads "index:label" or "index:label:park" (park >= 1).
 func ParseToken(s string) (Token, error) {
-	i, l, ok := strings.Cut(s, ":")
-	if !ok {
-		return Token{}, fmt.Errorf("%w: %q (want index:label)", ErrBadToken, s)
+	parts := strings.Split(s, ":")
+	if len(parts) != 2 && len(parts) != 3 {
+		return Token{}, fmt.Errorf("%w: %q (want index:label:park)", ErrBadToken, s)
 	}
-	idx, err1 := strconv.ParseUint(i, 10, 32)
-	lab, err2 := strconv.ParseUint(l, 10, 32)
-	if err1 != nil || err2 != nil {
-		return Token{}, fmt.Errorf("%w: %q (want index:label)", ErrBadToken, s)
+	var n [3]uint32
+	for i, p := range parts {
+		v, err := strconv.ParseUint(p, 10, 32)
+		if err != nil || (i == 2 && v == 0) {
+			return Token{}, fmt.Errorf("%w: %q (want index:label:park)", ErrBadToken, s)
+		}
+		n[i] = uint32(v)
 	}
-	return Token{uint32(idx), uint32(lab)}, nil
+	return Token{Index: n[0], Label: n[1], Park: n[2]}, nil
 }
 
 // State of a transaction in the table.
@@ -101,7 +140,7 @@ const (
 	ReasonTimer                  // the delay of a timed park elapsed
 	ReasonTask                   // a worker of a group became free
 	ReasonExternal               // Continue called by code outside the engine
-	ReasonTimeout                // the suspend deadline passed (no route runs; kept for events)
+	ReasonTimeout                // the park's timeout passed and its timeout route runs
 	ReasonCancel                 // a CANCEL ended the parked transaction (no route runs)
 )
 
@@ -125,16 +164,60 @@ func (r Reason) String() string {
 
 // Suspension describes one park of a transaction.
 type Suspension struct {
-	Route    string            // route to resume into (informational for Sleep forms)
-	Kind     string            // e.g. "route", "ms_route", "sleep", "task"
-	Timeout  time.Duration     // 0: the table's default
-	Value    any               // typed value carried to the resumed route
-	Next     any               // the engine's continuation (Sleep forms); opaque here
+	Route        string        // route to resume into (informational for Sleep forms)
+	Kind         string        // e.g. "route", "ms_route", "sleep", "task"
+	Timeout      time.Duration // 0: the table's default
+	TimeoutRoute string        // route the engine runs at the timeout ("" = the table's answer)
+	Value        any           // typed value carried to the resumed route
+	Next         any           // the engine's continuation (Sleep forms); opaque here
+	// Response is the final response a failure or reply route parked on:
+	// held, not yet sent upstream, for the resumed route to see.
+	Response *sip.Response
 	Deadline time.Time         // set by Suspend
 	Since    time.Time         // set by Suspend
 	Due      time.Time         // when a timed park is meant to resume (zero: no timer); for resume lateness
 	Park     int               // which park of the transaction this is (1, 2, ...), set by Suspend
 	Timer    timerwheel.Handle // the engine's timer for this park, set by SetTimer
+}
+
+// parkEnd is how one park ended, kept in a park history.
+type parkEnd uint8
+
+const (
+	endResumed  parkEnd = iota + 1 // resumed by its timer, task, or token
+	endTimedOut                    // its timeout passed (answered, or a timeout route ran)
+	endCanceled                    // a CANCEL ended the transaction while parked
+	endAborted                     // answered while parked (shutdown, overload, control)
+)
+
+// history records how the last 16 parks of a transaction ended, 4 bits
+// each, so that a refused resume can say why. n counts the ended parks.
+type history struct {
+	n    uint32
+	ends uint64
+}
+
+func (h *history) push(e parkEnd) {
+	h.n++
+	h.ends = h.ends<<4 | uint64(e)
+}
+
+// refusal explains why park p (1 <= p <= n) cannot be resumed.
+func (h history) refusal(tok Token) error {
+	back := h.n - tok.Park
+	e := endResumed // beyond the history: it ended, and most parks end resumed
+	if back < 16 {
+		e = parkEnd(h.ends >> (4 * back) & 0xf)
+	}
+	switch e {
+	case endTimedOut:
+		return fmt.Errorf("%w: %s", ErrTimedOut, tok)
+	case endCanceled:
+		return fmt.Errorf("%w: %s", ErrCanceled, tok)
+	case endAborted:
+		return fmt.Errorf("%w: %s (answered while parked)", ErrEnded, tok)
+	}
+	return fmt.Errorf("%w: %s", ErrAlreadyResumed, tok)
 }
 
 // Tx is one server transaction in the table.
@@ -156,7 +239,8 @@ type Tx struct {
 	state   State
 	attrs   map[string]any
 	susp    Suspension
-	parks   int
+	parks   uint32
+	hist    history
 	created time.Time
 	reason  Reason
 	resumeV any
@@ -218,7 +302,15 @@ func (tx *Tx) Created() time.Time { return tx.created }
 func (tx *Tx) Parks() int {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
-	return tx.parks
+	return int(tx.parks)
+}
+
+// ParkToken returns the token of the current (or last) park; Park is 0
+// when the transaction was never parked.
+func (tx *Tx) ParkToken() Token {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	return Token{Index: tx.token.Index, Label: tx.token.Label, Park: tx.parks}
 }
 
 // Suspension returns the current (or last) suspension.
@@ -233,7 +325,7 @@ func (tx *Tx) Suspension() Suspension {
 // current suspension.
 func (tx *Tx) SetTimer(park int, h timerwheel.Handle) {
 	tx.mu.Lock()
-	if tx.parks == park && tx.state == Suspended {
+	if int(tx.parks) == park && tx.state == Suspended {
 		tx.susp.Timer = h
 	}
 	tx.mu.Unlock()
@@ -346,6 +438,14 @@ type Options struct {
 	// transaction (metrics). It runs on the sender's goroutine, possibly
 	// under a transaction's locks: it must not call into the table.
 	OnRespond func(req *sip.Request, code int)
+	// Remember is how long the slot of an ended transaction that was
+	// parked is kept before it is reused, so that a late resume with one of
+	// its tokens is told how the park ended (canceled, timed out, already
+	// resumed) rather than only "ended". 0 means SuspendTimeout.
+	Remember time.Duration
+	// MaxRemembered bounds the slots kept for Remember; past it the oldest
+	// is reused early. 0 means 1<<17 (about 4 MiB of slots).
+	MaxRemembered int
 }
 
 // Event is a change of a transaction's state reported to Options.OnChange.
@@ -374,6 +474,14 @@ type Stats struct {
 type slot struct {
 	tx    *Tx
 	label uint32
+	hist  history // the parks of the slot's last transaction, once it ended
+}
+
+// remembered is a freed slot of a transaction that was parked, and when it
+// was freed.
+type remembered struct {
+	idx uint32
+	at  int64 // unix ns
 }
 
 // Table holds the transactions. It is safe for concurrent use.
@@ -383,7 +491,9 @@ type Table struct {
 
 	mu     sync.Mutex
 	slots  []slot
-	free   []uint32
+	free   []uint32     // slots of transactions never parked: reused at once, last freed first
+	recent []remembered // slots of parked ones: reused after Remember, oldest first
+	head   int          // first entry of recent still in use
 	live   int
 	parked int
 
@@ -407,6 +517,12 @@ func New(opts Options) *Table {
 	if opts.Clock == nil {
 		opts.Clock = clock.New()
 	}
+	if opts.Remember <= 0 {
+		opts.Remember = opts.SuspendTimeout
+	}
+	if opts.MaxRemembered <= 0 {
+		opts.MaxRemembered = 1 << 17
+	}
 	return &Table{opts: opts, clock: opts.Clock}
 }
 
@@ -424,18 +540,12 @@ func (t *Table) Add(req *sip.Request, stx *sip.ServerTx) (*Tx, error) {
 		t.stats.rejected.Add(1)
 		return nil, fmt.Errorf("%w (%d live)", ErrTableFull, t.opts.MaxLive)
 	}
-	var idx uint32
-	if n := len(t.free); n > 0 {
-		idx = t.free[n-1]
-		t.free = t.free[:n-1]
-	} else {
-		idx = uint32(len(t.slots))
-		t.slots = append(t.slots, slot{})
-	}
+	idx := t.freeSlot(tx.created)
 	s := &t.slots[idx]
 	s.label++
 	s.tx = tx
-	tx.token = Token{idx, s.label}
+	s.hist = history{}
+	tx.token = Token{Index: idx, Label: s.label}
 	t.live++
 	t.mu.Unlock()
 	t.stats.created.Add(1)
@@ -455,26 +565,77 @@ func (t *Table) Add(req *sip.Request, stx *sip.ServerTx) (*Tx, error) {
 	return tx, nil
 }
 
-// lookup returns the transaction for a token, checking the label.
+// freeSlot picks the slot for a new transaction: a free slot, else the
+// oldest remembered one once Remember has passed, else a new slot. t.mu is
+// held.
+func (t *Table) freeSlot(now time.Time) uint32 {
+	if n := len(t.free); n > 0 {
+		idx := t.free[n-1]
+		t.free = t.free[:n-1]
+		return idx
+	}
+	if t.head < len(t.recent) && now.UnixNano()-t.recent[t.head].at >= int64(t.opts.Remember) {
+		return t.forgetOldest()
+	}
+	t.slots = append(t.slots, slot{})
+	return uint32(len(t.slots) - 1)
+}
+
+// forgetOldest takes the oldest remembered slot off the memory and
+// returns it. t.mu is held.
+func (t *Table) forgetOldest() uint32 {
+	idx := t.recent[t.head].idx
+	t.head++
+	if t.head == len(t.recent) || t.head > len(t.recent)/2 {
+		t.recent = append(t.recent[:0], t.recent[t.head:]...)
+		t.head = 0
+	}
+	return idx
+}
+
+// lookup returns the transaction for a token, checking the label. For a
+// transaction that ended it says how its park ended, while the slot
+// remembers it.
 func (t *Table) lookup(tok Token) (*Tx, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if int(tok.Index) >= len(t.slots) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, tok)
+		return nil, fmt.Errorf("%w: %s", ErrUnknownToken, tok)
 	}
 	s := t.slots[tok.Index]
-	if s.label != tok.Label {
-		if tok.Label < s.label {
-			t.stats.stale.Add(1)
-			return nil, fmt.Errorf("%w: %s (slot now at label %d)", ErrStale, tok, s.label)
-		}
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, tok)
+	switch {
+	case tok.Label > s.label:
+		return nil, fmt.Errorf("%w: %s", ErrUnknownToken, tok)
+	case tok.Label < s.label:
+		t.stats.stale.Add(1)
+		return nil, fmt.Errorf("%w: %w: %s (slot now at label %d)", ErrEnded, ErrStale, tok, s.label)
+	case s.tx != nil:
+		return s.tx, nil
 	}
-	if s.tx == nil {
-		t.stats.ended.Add(1)
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, tok)
+	t.stats.ended.Add(1)
+	if tok.Park > s.hist.n {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownToken, tok)
 	}
-	return s.tx, nil
+	if tok.Park != 0 {
+		return nil, s.hist.refusal(tok)
+	}
+	return nil, fmt.Errorf("%w: %s", ErrEnded, tok)
+}
+
+// parkable reports whether tok names the current park of tx, which must be
+// suspended, or why not. tx.mu is held.
+func (tx *Tx) parkable(tok Token) error {
+	switch {
+	case tok.Park == 0 || tok.Park > tx.parks:
+		return fmt.Errorf("%w: %s (the transaction has %d parks)", ErrUnknownToken, tok, tx.parks)
+	case tok.Park <= tx.hist.n:
+		return tx.hist.refusal(tok)
+	case tx.canceled.Load():
+		return fmt.Errorf("%w: %s", ErrCanceled, tok)
+	case tx.state != Suspended:
+		return fmt.Errorf("%w: %s is %s", ErrNotSuspended, tok, tx.state)
+	}
+	return nil
 }
 
 // Get returns the transaction of a token.
@@ -512,23 +673,30 @@ func (t *Table) Suspend(tx *Tx, s Suspension) (Token, error) {
 		t.mu.Unlock()
 		return Token{}, fmt.Errorf("%w: %s", ErrFinal, tx.token)
 	}
+	if tx.parks == math.MaxUint32 {
+		tx.mu.Unlock()
+		t.mu.Unlock()
+		return Token{}, fmt.Errorf("%w: %s parked %d times", ErrParkLimit, tx.token, tx.parks)
+	}
 	tx.state = Suspended
 	tx.parks++
-	s.Park = tx.parks
+	s.Park = int(tx.parks)
 	tx.susp = s
 	first := tx.parks == 1
+	tok := Token{Index: tx.token.Index, Label: tx.token.Label, Park: tx.parks}
 	t.parked++
 	tx.mu.Unlock()
 	t.mu.Unlock()
 	t.stats.suspends.Add(1)
 
 	t.notify(tx, EvSuspended)
-	if tx.stx != nil && tx.req.IsInvite() && first {
+	if tx.stx != nil && tx.req.IsInvite() && first && s.Response == nil {
 		// A retransmission before sipgo's 200 ms timer would cancel its
-		// automatic 100 Trying; send it now.
+		// automatic 100 Trying; send it now. (A park on a failure route's
+		// response comes after the relay's 100.)
 		_ = tx.Respond(trying(tx.req))
 	}
-	return tx.token, nil
+	return tok, nil
 }
 
 // trying is the 100 Trying for a parked INVITE: sip.NewResponseFromRequest's
@@ -555,16 +723,13 @@ func trying(req *sip.Request) *sip.Response {
 	return res
 }
 
-// Continue takes a suspended transaction back to live for a resume and
-// returns it; the caller runs the route. A token that is stale, unknown,
-// ended or not suspended is refused with an error; nothing is sent.
+// Continue takes the park tok names back to live for a resume and
+// returns its transaction; the caller runs the route. A token is
+// single-use: once its park ended, Continue refuses it and says why —
+// ErrAlreadyResumed, ErrTimedOut, ErrCanceled, ErrEnded (the transaction
+// ended), or ErrUnknownToken. Nothing is sent. Resuming with
+// ReasonTimeout records the park as timed out (its timeout route runs).
 func (t *Table) Continue(tok Token, reason Reason, value any) (*Tx, error) {
-	return t.ContinuePark(tok, 0, reason, value)
-}
-
-// ContinuePark is Continue that also checks the park number (0 = any): a
-// timer or task armed for an earlier park of the same transaction is refused.
-func (t *Table) ContinuePark(tok Token, park int, reason Reason, value any) (*Tx, error) {
 	tx, err := t.lookup(tok)
 	if err != nil {
 		return nil, err
@@ -573,24 +738,18 @@ func (t *Table) ContinuePark(tok Token, park int, reason Reason, value any) (*Tx
 	defer tx.evMu.Unlock()
 	t.mu.Lock()
 	tx.mu.Lock()
-	if park != 0 && tx.parks != park {
+	if err := tx.parkable(tok); err != nil {
 		tx.mu.Unlock()
 		t.mu.Unlock()
-		return nil, fmt.Errorf("%w: %s park %d is over", ErrNotSuspended, tok, park)
-	}
-	if tx.state != Suspended {
-		st := tx.state
-		tx.mu.Unlock()
-		t.mu.Unlock()
-		return nil, fmt.Errorf("%w: %s is %s", ErrNotSuspended, tok, st)
-	}
-	if tx.canceled.Load() {
-		tx.mu.Unlock()
-		t.mu.Unlock()
-		return nil, fmt.Errorf("%w: %s", ErrCanceled, tok)
+		return nil, err
 	}
 	tx.state = Live
 	tx.reason = reason
+	if reason == ReasonTimeout {
+		tx.hist.push(endTimedOut)
+	} else {
+		tx.hist.push(endResumed)
+	}
 	if value != nil {
 		tx.resumeV = value
 	} else {
@@ -604,19 +763,17 @@ func (t *Table) ContinuePark(tok Token, park int, reason Reason, value any) (*Tx
 	return tx, nil
 }
 
-// Expire answers a transaction still suspended at its deadline (408 for
-// INVITE, 500 otherwise) and ends it. It reports whether it did.
-func (t *Table) Expire(tok Token) bool { return t.ExpirePark(tok, 0) }
-
-// ExpirePark is Expire for one park of the transaction (0 = any).
-func (t *Table) ExpirePark(tok Token, park int) bool {
+// Expire answers the park tok names, still suspended at its deadline (408
+// for INVITE, 500 otherwise), and ends the transaction. Park 0 means
+// whichever park is current. It reports whether it did.
+func (t *Table) Expire(tok Token) bool {
 	tx, err := t.lookup(tok)
 	if err != nil {
 		return false
 	}
 	tx.evMu.Lock()
 	defer tx.evMu.Unlock()
-	if !t.endSuspended(tx, park) {
+	if !t.endSuspended(tx, tok.Park, endTimedOut) {
 		return false
 	}
 	t.stats.expired.Add(1)
@@ -630,21 +787,16 @@ func (t *Table) ExpirePark(tok Token, park int) bool {
 	return true
 }
 
-// Abort ends a suspended transaction with the given final response (e.g.
-// 503 at shutdown). It reports whether it did.
+// Abort ends the park tok names (0: whichever is current) with the given
+// final response, e.g. 503 at shutdown. It reports whether it did.
 func (t *Table) Abort(tok Token, code int, reason string, hdrs ...sip.Header) bool {
-	return t.AbortPark(tok, 0, code, reason, hdrs...)
-}
-
-// AbortPark is Abort for one park of the transaction (0 = any).
-func (t *Table) AbortPark(tok Token, park int, code int, reason string, hdrs ...sip.Header) bool {
 	tx, err := t.lookup(tok)
 	if err != nil {
 		return false
 	}
 	tx.evMu.Lock()
 	defer tx.evMu.Unlock()
-	if !t.endSuspended(tx, park) {
+	if !t.endSuspended(tx, tok.Park, endAborted) {
 		return false
 	}
 	_ = tx.Reply(code, reason, nil, hdrs...)
@@ -653,7 +805,8 @@ func (t *Table) AbortPark(tok Token, park int, code int, reason string, hdrs ...
 	return true
 }
 
-func (t *Table) endSuspended(tx *Tx, park int) bool {
+// endSuspended ends a suspended transaction's park (0: any) as how.
+func (t *Table) endSuspended(tx *Tx, park uint32, how parkEnd) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	tx.mu.Lock()
@@ -662,6 +815,7 @@ func (t *Table) endSuspended(tx *Tx, park int) bool {
 		return false
 	}
 	tx.state = Done
+	tx.hist.push(how)
 	t.parked--
 	return true
 }
@@ -674,7 +828,7 @@ func (t *Table) cancel(tx *Tx) {
 	tx.closeCancel()
 	tx.evMu.Lock()
 	defer tx.evMu.Unlock()
-	if t.endSuspended(tx, 0) {
+	if t.endSuspended(tx, 0, endCanceled) {
 		t.notify(tx, EvCanceled)
 		t.release(tx)
 		return
@@ -708,7 +862,17 @@ func (t *Table) release(tx *Tx) {
 	s := &t.slots[tx.token.Index]
 	if s.tx == tx {
 		s.tx = nil
-		t.free = append(t.free, tx.token.Index)
+		tx.mu.Lock()
+		s.hist = tx.hist
+		tx.mu.Unlock()
+		if s.hist.n == 0 {
+			t.free = append(t.free, tx.token.Index)
+		} else {
+			t.recent = append(t.recent, remembered{idx: tx.token.Index, at: t.clock.Now().UnixNano()})
+			if len(t.recent)-t.head > t.opts.MaxRemembered {
+				t.free = append(t.free, t.forgetOldest())
+			}
+		}
 		t.live--
 	}
 	t.mu.Unlock()
@@ -748,13 +912,13 @@ func (t *Table) Parked() []*Tx {
 	return out
 }
 
-// ParkedTokens returns the tokens of all suspended transactions, e.g. to
-// answer them at shutdown.
+// ParkedTokens returns the park tokens of all suspended transactions, e.g.
+// to answer them at shutdown.
 func (t *Table) ParkedTokens() []Token {
 	txs := t.Parked()
 	out := make([]Token, len(txs))
 	for i, tx := range txs {
-		out[i] = tx.token
+		out[i] = tx.ParkToken()
 	}
 	return out
 }

@@ -14,19 +14,21 @@ import (
 )
 
 func TestTokenStringParseRoundTrip(t *testing.T) {
-	for _, tok := range []Token{{0, 0}, {0, 1}, {7, 3}, {1 << 20, 42}, {math.MaxUint32, math.MaxUint32}} {
+	for _, tok := range []Token{{0, 0, 0}, {0, 1, 0}, {7, 3, 0}, {1 << 20, 42, 0}, {math.MaxUint32, math.MaxUint32, 0},
+		{0, 1, 1}, {7, 3, 65537}, {math.MaxUint32, math.MaxUint32, math.MaxUint32}} {
 		s := tok.String()
 		got, err := ParseToken(s)
 		noErr(t, err, "ParseToken(%q)", s)
 		eq(t, tok, got, "round trip of %q", s)
 	}
-	eq(t, "12:34", Token{12, 34}.String())
+	eq(t, "12:34", Token{12, 34, 0}.String())
+	eq(t, "12:34:5", Token{12, 34, 5}.String())
 }
 
 func TestParseTokenMalformed(t *testing.T) {
 	for _, s := range []string{
 		"", ":", "1", "1:", ":1", "a:1", "1:b", "-1:2", "1:-2", "+1:2", " 1:2", "1:2 ",
-		"1:2:3", "4294967296:1", "1:4294967296", "0x1:2", "1.0:2", "1;2",
+		"1:2:3:4", "1:2:0", "1:2:", "1:2:x", "4294967296:1", "1:4294967296", "1:2:4294967296", "0x1:2", "1.0:2", "1;2",
 	} {
 		_, err := ParseToken(s)
 		errIs(t, err, ErrBadToken, "ParseToken(%q)", s)
@@ -104,14 +106,14 @@ func TestAddAssignsTokens(t *testing.T) {
 
 func TestGetUnknownToken(t *testing.T) {
 	tt := New(Options{})
-	_, err := tt.Get(Token{0, 1})
-	errIs(t, err, ErrNotFound, "empty table")
+	_, err := tt.Get(Token{0, 1, 0})
+	errIs(t, err, ErrUnknownToken, "empty table")
 	tx, err := tt.Add(newReq(sip.MESSAGE), nil)
 	need(t, err)
-	_, err = tt.Get(Token{tx.Token().Index + 1, 1})
-	errIs(t, err, ErrNotFound, "index past the table")
-	_, err = tt.Get(Token{tx.Token().Index, tx.Token().Label + 1})
-	errIs(t, err, ErrNotFound, "a label from the future is not found")
+	_, err = tt.Get(Token{tx.Token().Index + 1, 1, 0})
+	errIs(t, err, ErrUnknownToken, "index past the table")
+	_, err = tt.Get(Token{tx.Token().Index, tx.Token().Label + 1, 0})
+	errIs(t, err, ErrUnknownToken, "a label from the future is not found")
 	eq(t, uint64(0), tt.Stats().StaleRefused, "none of these is stale")
 }
 
@@ -123,32 +125,48 @@ func TestGetAfterFinish(t *testing.T) {
 	tt.Finish(tx)
 	eq(t, Done, tx.State())
 	_, err = tt.Get(tok)
-	errIs(t, err, ErrNotFound)
+	errIs(t, err, ErrEnded)
 	truth(t, !errors.Is(err, ErrStale), "the slot is not reused yet: not stale")
 	eq(t, uint64(1), tt.Stats().EndedRefused)
 	_, err = tt.Continue(tok, ReasonExternal, nil)
-	errIs(t, err, ErrNotFound, "resume after end is an error, not a crash")
+	errIs(t, err, ErrEnded, "resume after end is an error, not a crash")
+	_, err = tt.Continue(Token{tok.Index, tok.Label, 1}, ReasonExternal, nil)
+	errIs(t, err, ErrUnknownToken, "a park it never had")
 }
 
 func TestSlotReuseRefusesStaleToken(t *testing.T) {
-	tt := New(Options{})
+	mock := clock.NewMock()
+	tt := New(Options{Clock: mock, SuspendTimeout: 10 * time.Second})
 	old, err := tt.Add(newReq(sip.INVITE), nil)
 	need(t, err)
-	oldTok := old.Token()
-	_, err = tt.Suspend(old, Suspension{Route: "RESUME"})
+	oldTok, err := tt.Suspend(old, Suspension{Route: "RESUME"})
 	need(t, err)
 	truth(t, tt.Expire(oldTok), "expire the first transaction")
 
+	// The slot of a parked transaction is remembered for Remember (the
+	// suspend timeout), so that a late token is told it timed out.
+	other, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	truth(t, other.Token().Index != oldTok.Index, "a remembered slot is not reused at once")
+	_, err = tt.Continue(oldTok, ReasonExternal, nil)
+	errIs(t, err, ErrTimedOut, "while remembered, the token is told how its park ended")
+	tt.Finish(other) // never parked: its slot is free at once
+	mock.Add(10 * time.Second)
+
 	cur, err := tt.Add(newReq(sip.INVITE), nil)
 	need(t, err)
-	curTok := cur.Token()
-	eq(t, oldTok.Index, curTok.Index, "the freed slot is reused")
+	eq(t, other.Token().Index, cur.Token().Index, "a slot never parked is reused first")
+	cur2, err := tt.Add(newReq(sip.INVITE), nil)
+	need(t, err)
+	curTok := cur2.Token()
+	eq(t, oldTok.Index, curTok.Index, "the remembered slot is reused once Remember passed")
 	eq(t, oldTok.Label+1, curTok.Label, "reuse bumps the label")
-	_, err = tt.Suspend(cur, Suspension{Route: "RESUME"})
+	curTok, err = tt.Suspend(cur2, Suspension{Route: "RESUME"})
 	need(t, err)
 
 	_, err = tt.Get(oldTok)
 	needIs(t, err, ErrStale)
+	errIs(t, err, ErrEnded, "a stale token's transaction ended")
 	eq(t, uint64(1), tt.Stats().StaleRefused)
 
 	_, err = tt.Continue(oldTok, ReasonTimer, nil)
@@ -157,10 +175,125 @@ func TestSlotReuseRefusesStaleToken(t *testing.T) {
 	truth(t, !tt.Abort(oldTok, 503, "Service Unavailable"), "a stale abort does nothing")
 	eq(t, uint64(4), tt.Stats().StaleRefused, "every stale use is counted")
 
-	eq(t, Suspended, cur.State(), "the current transaction is untouched")
+	eq(t, Suspended, cur2.State(), "the current transaction is untouched")
 	got, err := tt.Continue(curTok, ReasonTimer, nil)
 	need(t, err)
-	truth(t, got == cur)
+	truth(t, got == cur2)
+	tt.Finish(cur)
+	tt.Finish(cur2)
+}
+
+func TestRememberedSlotsAreBounded(t *testing.T) {
+	mock := clock.NewMock()
+	tt := New(Options{Clock: mock, MaxRemembered: 4})
+	var txs []*Tx
+	var toks []Token
+	for range 6 {
+		tx, err := tt.Add(newReq(sip.MESSAGE), nil)
+		need(t, err)
+		tok, err := tt.Suspend(tx, Suspension{})
+		need(t, err)
+		txs, toks = append(txs, tx), append(toks, tok)
+	}
+	for i, tx := range txs {
+		_, err := tt.Continue(toks[i], ReasonExternal, nil)
+		need(t, err)
+		tt.Finish(tx)
+	}
+	// At most four are remembered: the two oldest were forgotten and are
+	// free again; the next adds take them, then a new slot.
+	got := map[uint32]bool{}
+	for range 2 {
+		tx, err := tt.Add(newReq(sip.MESSAGE), nil)
+		need(t, err)
+		got[tx.Token().Index] = true
+	}
+	eq(t, map[uint32]bool{toks[0].Index: true, toks[1].Index: true}, got, "the forgotten slots are reused")
+	tx, err := tt.Add(newReq(sip.MESSAGE), nil)
+	need(t, err)
+	eq(t, uint32(6), tx.Token().Index, "four remembered: a new slot")
+	_, err = tt.Continue(toks[0], ReasonExternal, nil)
+	errIs(t, err, ErrStale, "a forgotten park: ended, slot reused")
+	_, err = tt.Continue(toks[2], ReasonExternal, nil)
+	errIs(t, err, ErrAlreadyResumed, "a remembered park: already resumed")
+}
+
+func TestRefusalReasons(t *testing.T) {
+	mock := clock.NewMock()
+	tt := New(Options{Clock: mock})
+	park := func(m sip.RequestMethod) (*Tx, Token) {
+		tx, err := tt.Add(newReq(m), nil)
+		need(t, err)
+		tok, err := tt.Suspend(tx, Suspension{})
+		need(t, err)
+		return tx, tok
+	}
+	// resumed, then answered
+	tx, tok := park(sip.MESSAGE)
+	_, err := tt.Continue(tok, ReasonExternal, nil)
+	need(t, err)
+	_, err = tt.Continue(tok, ReasonExternal, nil)
+	errIs(t, err, ErrAlreadyResumed, "live after the resume")
+	tt.Finish(tx)
+	_, err = tt.Continue(tok, ReasonExternal, nil)
+	errIs(t, err, ErrAlreadyResumed, "after the end too")
+	eq(t, "already_resumed", RefusalReason(err))
+
+	// timed out into a timeout route (ReasonTimeout), then a late resume
+	tx, tok = park(sip.MESSAGE)
+	_, err = tt.Continue(tok, ReasonTimeout, nil)
+	need(t, err)
+	_, err = tt.Continue(tok, ReasonExternal, nil)
+	errIs(t, err, ErrTimedOut)
+	eq(t, "timed_out", RefusalReason(err))
+	tok2, err := tt.Suspend(tx, Suspension{}) // the timeout route parks again
+	need(t, err)
+	_, err = tt.Continue(tok, ReasonExternal, nil)
+	errIs(t, err, ErrTimedOut, "the earlier park stays timed out while the next one waits")
+	truth(t, tt.Expire(tok2))
+	_, err = tt.Continue(tok2, ReasonExternal, nil)
+	errIs(t, err, ErrTimedOut, "expired: timed out")
+	_, err = tt.Continue(tok, ReasonExternal, nil)
+	errIs(t, err, ErrTimedOut, "the first park, after the end")
+
+	// aborted (shutdown, control)
+	_, tok = park(sip.MESSAGE)
+	truth(t, tt.Abort(tok, 503, "Service Unavailable"))
+	_, err = tt.Continue(tok, ReasonExternal, nil)
+	errIs(t, err, ErrEnded)
+	eq(t, "ended", RefusalReason(err))
+
+	// a park number past the transaction's parks, and a park 17 back
+	tx, tok = park(sip.MESSAGE)
+	_, err = tt.Continue(Token{tok.Index, tok.Label, 2}, ReasonExternal, nil)
+	errIs(t, err, ErrUnknownToken)
+	eq(t, "unknown_token", RefusalReason(err))
+	first := tok
+	for range 17 {
+		_, err = tt.Continue(tok, ReasonExternal, nil)
+		need(t, err)
+		tok, err = tt.Suspend(tx, Suspension{})
+		need(t, err)
+	}
+	_, err = tt.Continue(first, ReasonExternal, nil)
+	errIs(t, err, ErrAlreadyResumed, "beyond the 16 parks of history")
+	eq(t, "", RefusalReason(errors.New("other")))
+}
+
+func TestParkLimit(t *testing.T) {
+	tt := New(Options{})
+	tx, err := tt.Add(newReq(sip.MESSAGE), nil)
+	need(t, err)
+	tx.parks = math.MaxUint32 - 1
+	tx.hist.n = tx.parks
+	tok, err := tt.Suspend(tx, Suspension{})
+	need(t, err)
+	eq(t, uint32(math.MaxUint32), tok.Park)
+	_, err = tt.Continue(tok, ReasonExternal, nil)
+	need(t, err)
+	_, err = tt.Suspend(tx, Suspension{})
+	errIs(t, err, ErrParkLimit, "the park number never wraps")
+	eq(t, Live, tx.State(), "the refused park leaves it to its route")
 }
 
 func TestSlotReuseManyGenerations(t *testing.T) {
@@ -195,7 +328,8 @@ func TestSuspendContinueTwice(t *testing.T) {
 	for park := 1; park <= 3; park++ {
 		tok, err := tt.Suspend(tx, Suspension{Route: fmt.Sprintf("R%d", park), Kind: "route"})
 		need(t, err, "park %d", park)
-		eq(t, tx.Token(), tok, "the token stays the same across parks")
+		eq(t, tx.Token(), tok.Tx(), "the transaction stays the same across parks")
+		eq(t, uint32(park), tok.Park, "each park has a token of its own")
 		eq(t, Suspended, tx.State())
 		eq(t, park, tx.Parks())
 		eq(t, fmt.Sprintf("R%d", park), tx.Suspension().Route)
@@ -227,7 +361,9 @@ func TestContinueLiveTransaction(t *testing.T) {
 	tx, err := tt.Add(newReq(sip.INVITE), nil)
 	need(t, err)
 	_, err = tt.Continue(tx.Token(), ReasonExternal, nil)
-	errIs(t, err, ErrNotSuspended)
+	errIs(t, err, ErrUnknownToken, "a transaction's own token names no park")
+	_, err = tt.Continue(Token{tx.Token().Index, tx.Token().Label, 1}, ReasonExternal, nil)
+	errIs(t, err, ErrUnknownToken, "a park not made yet")
 	eq(t, Live, tx.State())
 	eq(t, uint64(0), tt.Stats().Resumes)
 }
@@ -241,11 +377,18 @@ func TestDoubleContinue(t *testing.T) {
 	_, err = tt.Continue(tok, ReasonTimer, nil)
 	need(t, err)
 	_, err = tt.Continue(tok, ReasonTask, nil)
-	errIs(t, err, ErrNotSuspended, "a token resumes once")
+	errIs(t, err, ErrAlreadyResumed, "a token resumes once")
+	tok2, err := tt.Suspend(tx, Suspension{Route: "RESUME"})
+	need(t, err)
+	_, err = tt.Continue(tok, ReasonExternal, nil)
+	errIs(t, err, ErrAlreadyResumed, "nor does it resume the next park")
+	eq(t, Suspended, tx.State())
+	_, err = tt.Continue(tok2, ReasonTimer, nil)
+	need(t, err)
 	r, _ := tx.ResumeReason()
 	eq(t, ReasonTimer, r, "the refused resume changes nothing")
 	st := tt.Stats()
-	eq(t, uint64(1), st.Resumes)
+	eq(t, uint64(2), st.Resumes)
 	eq(t, 0, st.Parked, "the parked count does not go below zero")
 }
 
@@ -428,14 +571,14 @@ func TestExpire(t *testing.T) {
 			eq(t, 0, st.Parked)
 			eq(t, uint64(1), st.Expired)
 			_, err = tt.Get(tok)
-			errIs(t, err, ErrNotFound)
+			errIs(t, err, ErrTimedOut)
 			_, err = tt.Continue(tok, ReasonTimer, nil)
-			errIs(t, err, ErrNotFound, "the pending resume after expiry is refused")
+			errIs(t, err, ErrTimedOut, "the pending resume after expiry is refused, as timed out")
 			eq(t, []Event{EvSuspended, EvExpired}, ev.of(tok))
 
 			next, err := tt.Add(newReq(m), nil)
 			need(t, err)
-			eq(t, tok.Index, next.Token().Index, "the freed slot is taken again")
+			truth(t, tok.Index != next.Token().Index, "the slot is remembered, not taken again at once")
 		})
 	}
 }
@@ -455,7 +598,7 @@ func TestExpireNotSuspended(t *testing.T) {
 	st := tt.Stats()
 	eq(t, uint64(0), st.Expired)
 	eq(t, 1, st.Live)
-	truth(t, !tt.Expire(Token{99, 1}), "an unknown token does not expire")
+	truth(t, !tt.Expire(Token{99, 1, 1}), "an unknown token does not expire")
 }
 
 func TestAbort(t *testing.T) {
@@ -479,7 +622,8 @@ func TestAbort(t *testing.T) {
 	eq(t, 0, st.Parked)
 	eq(t, uint64(0), st.Expired, "an abort is not an expiry")
 	_, err = tt.Continue(tok, ReasonTimer, nil)
-	errIs(t, err, ErrNotFound)
+	errIs(t, err, ErrEnded)
+	truth(t, errors.Is(err, ErrEnded) && !errors.Is(err, ErrTimedOut) && !errors.Is(err, ErrCanceled), "answered while parked: ended, nothing more")
 }
 
 func TestOnChangeEvents(t *testing.T) {
@@ -488,19 +632,18 @@ func TestOnChangeEvents(t *testing.T) {
 
 	a, err := tt.Add(newReq(sip.INVITE), nil)
 	need(t, err)
-	tokA := a.Token()
-	_, err = tt.Suspend(a, Suspension{})
+	tokA, err := tt.Suspend(a, Suspension{})
 	need(t, err)
 	_, err = tt.Continue(tokA, ReasonTimer, nil)
 	need(t, err)
-	_, err = tt.Suspend(a, Suspension{})
+	tokA2, err := tt.Suspend(a, Suspension{})
 	need(t, err)
-	truth(t, tt.Expire(tokA))
+	truth(t, !tt.Expire(tokA), "the first park's token does not expire the second")
+	truth(t, tt.Expire(tokA2))
 
 	b, err := tt.Add(newReq(sip.INVITE), nil)
 	need(t, err)
-	tokB := b.Token()
-	_, err = tt.Suspend(b, Suspension{})
+	tokB, err := tt.Suspend(b, Suspension{})
 	need(t, err)
 	_, err = tt.Continue(tokB, ReasonTask, nil)
 	need(t, err)
@@ -539,7 +682,7 @@ func TestOnChangeRunsWithoutLocks(t *testing.T) {
 		need(t, err)
 		_, err = tt.Continue(tok, ReasonTimer, nil)
 		need(t, err)
-		_, err = tt.Suspend(tx, Suspension{})
+		tok, err = tt.Suspend(tx, Suspension{})
 		need(t, err)
 		tt.Abort(tok, 503, "Service Unavailable")
 		tx2, err := tt.Add(newReq(sip.INVITE), nil)
@@ -623,19 +766,20 @@ func TestParkedLists(t *testing.T) {
 		_, err := tt.Suspend(txs[i], Suspension{})
 		need(t, err)
 	}
-	eq(t, []Token{txs[1].Token(), txs[3].Token(), txs[4].Token()}, tt.ParkedTokens())
+	eq(t, []Token{txs[1].ParkToken(), txs[3].ParkToken(), txs[4].ParkToken()}, tt.ParkedTokens())
+	eq(t, uint32(1), txs[1].ParkToken().Park)
 	parked := tt.Parked()
 	eq(t, 3, len(parked))
 	for i, tx := range parked {
 		truth(t, tx == txs[[]int{1, 3, 4}[i]], "Parked()[%d]", i)
 	}
 
-	_, err := tt.Continue(txs[1].Token(), ReasonTimer, nil)
+	_, err := tt.Continue(txs[1].ParkToken(), ReasonTimer, nil)
 	need(t, err)
-	truth(t, tt.Expire(txs[4].Token()))
-	eq(t, []Token{txs[3].Token()}, tt.ParkedTokens(), "resumed and expired ones are gone")
+	truth(t, tt.Expire(txs[4].Token()), "a transaction token expires whichever park is current")
+	eq(t, []Token{txs[3].ParkToken()}, tt.ParkedTokens(), "resumed and expired ones are gone")
 	tt.Finish(txs[0])
-	eq(t, []Token{txs[3].Token()}, tt.ParkedTokens())
+	eq(t, []Token{txs[3].ParkToken()}, tt.ParkedTokens())
 }
 
 func TestAttrs(t *testing.T) {
@@ -709,7 +853,8 @@ func TestConcurrentAddSuspendContinueFinish(t *testing.T) {
 					continue
 				}
 				// Park again and resume again (#645), then end.
-				if _, err := tt.Suspend(tx, Suspension{}); err != nil {
+				tok, err = tt.Suspend(tx, Suspension{})
+				if err != nil {
 					t.Errorf("second Suspend: %v", err)
 					continue
 				}

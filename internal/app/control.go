@@ -14,8 +14,10 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipasync/sipasync/admin"
+	"github.com/sipasync/sipasync/async"
 	"github.com/sipasync/sipasync/devicestate"
 	"github.com/sipasync/sipasync/eventbus/evi"
+	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/transaction"
 )
 
@@ -33,7 +35,7 @@ func (a *App) registerControl(r *admin.RPC) error {
 		{"core.reload", "reload what can change safely (log level, --event subscriptions) from the config file and environment, as SIGHUP", nil, a.rpcReload},
 		{"tm.stats", "transaction table and proxy counters", nil, a.rpcTMStats},
 		{"async.list", "parked transactions: token, Call-ID, age, target route", []string{"limit?"}, a.rpcAsyncList},
-		{"async.resume", "resume a parked transaction into its route now (reason external); value is readable there", []string{"token", "value?"}, a.rpcAsyncResume},
+		{"async.resume", "resume a park (token from async.list) into its route, or into route (t_continue), with reason external; value is readable there; a refusal says why", []string{"token", "value?", "route?"}, a.rpcAsyncResume},
 		{"async.cancel", "end a parked transaction with a final response (default 503 with Retry-After)", []string{"token", "code?", "reason?"}, a.rpcAsyncCancel},
 		{"wg.list", "worker groups: spec, workers, busy, queued, completed, rejected, panicked", nil, a.rpcWGList},
 		{"bus.subscribers", "event bus subscriptions: queue depth, high water, delivered, dropped", nil, a.rpcBusSubscribers},
@@ -131,7 +133,7 @@ func (a *App) rpcAsyncList(_ context.Context, p json.RawMessage) (any, error) {
 	for _, tx := range a.Proxy.Transactions().Parked() {
 		s := tx.Suspension()
 		req := tx.Request()
-		row := ParkedInfo{Token: tx.Token().String(), Method: string(req.Method), Route: s.Route, Kind: s.Kind,
+		row := ParkedInfo{Token: tx.ParkToken().String(), Method: string(req.Method), Route: s.Route, Kind: s.Kind,
 			Park: s.Park, Age: now.Sub(s.Since).Round(time.Millisecond).String(), AgeSeconds: now.Sub(s.Since).Seconds(),
 			DueIn: "-", DeadlineIn: s.Deadline.Sub(now).Round(time.Millisecond).String()}
 		if cid := req.CallID(); cid != nil {
@@ -161,6 +163,7 @@ func (a *App) rpcAsyncResume(_ context.Context, p json.RawMessage) (any, error) 
 	var in struct {
 		Token string    `json:"token"`
 		Value admin.Str `json:"value"`
+		Route string    `json:"route"`
 	}
 	if err := admin.DecodeParams(p, &in); err != nil {
 		return nil, err
@@ -179,11 +182,19 @@ func (a *App) rpcAsyncResume(_ context.Context, p json.RawMessage) (any, error) 
 			callID = cid.Value()
 		}
 	}
-	if err := a.Async.Engine.Resume(tok, v); err != nil {
-		return nil, fmt.Errorf("async.resume %s: %w", tok, err)
+	if err := a.Async.Engine.Continue(tok, in.Route, v); err != nil {
+		reason := transaction.RefusalReason(err)
+		if reason == "" && errors.Is(err, routes.ErrUnknownRoute) {
+			reason = "unknown_route"
+		}
+		if reason == "" && errors.Is(err, async.ErrResumeAnswered) {
+			reason = "answered_503"
+		}
+		return nil, &admin.Error{Code: admin.CodeFailed, Message: fmt.Sprintf("async.resume %s: %v", tok, err),
+			Data: map[string]string{"reason": reason}}
 	}
-	a.Log.Info("resumed by control", "call_id", callID, "tx", tok.String())
-	return map[string]any{"resumed": tok.String()}, nil
+	a.Log.Info("resumed by control", "call_id", callID, "tx", tok.String(), "route", in.Route)
+	return map[string]any{"resumed": tok.String(), "queued": true}, nil
 }
 
 func (a *App) rpcAsyncCancel(_ context.Context, p json.RawMessage) (any, error) {
