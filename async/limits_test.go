@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/emiago/sipgo/sip"
 	"testing"
 	"time"
 
@@ -255,22 +256,45 @@ func TestNoTransaction(t *testing.T) {
 
 func TestParkingRouteKinds(t *testing.T) {
 	h := stdHarness(t, opts{})
-	for _, kind := range []routes.Kind{routes.KindFailure, routes.KindReply, routes.KindEvent} {
+	ctxWith := func(tx *transaction.Tx, kind routes.Kind, res *sip.Response) *routes.Context {
+		return routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Engine: h.fe, Kind: kind, Name: "X",
+			Tx: tx, Response: res, Logger: discard})
+	}
+	// Refused: an event route; a failure or reply route with no final
+	// response of 300 or more to hold (a provisional or a 2xx goes on).
+	refused := []struct {
+		kind routes.Kind
+		code int // 0: no response
+	}{{routes.KindEvent, 0}, {routes.KindFailure, 0}, {routes.KindReply, 0}, {routes.KindReply, 180}, {routes.KindReply, 200}}
+	for _, r := range refused {
 		for fn, call := range everyParking() {
 			tx, _ := h.newTx("MESSAGE")
-			c := h.ctxOf(tx, kind, "X")
+			var res *sip.Response
+			if r.code != 0 {
+				res = sip.NewResponseFromRequest(tx.Request(), r.code, "X", nil)
+			}
+			c := ctxWith(tx, r.kind, res)
 			err := call(c)
-			require.ErrorIs(t, err, async.ErrRouteKind, "%s from %s", fn, kind)
-			h.requireNotParked(tx, c, fmt.Sprintf("%s from %s", fn, kind))
+			require.ErrorIs(t, err, async.ErrRouteKind, "%s from %s on %d", fn, r.kind, r.code)
+			h.requireNotParked(tx, c, fmt.Sprintf("%s from %s on %d", fn, r.kind, r.code))
 		}
 	}
 	h.noRun()
-	for _, kind := range []routes.Kind{routes.KindRequest, routes.KindNamed} {
+	allowed := []struct {
+		kind routes.Kind
+		code int
+	}{{routes.KindRequest, 0}, {routes.KindNamed, 0}, {routes.KindFailure, 486}, {routes.KindReply, 503}}
+	for _, a := range allowed {
 		for fn, call := range everyParking() {
 			tx, _ := h.newTx("MESSAGE")
-			c := h.ctxOf(tx, kind, "X")
-			require.NoError(t, call(c), "%s from %s", fn, kind)
-			require.Equal(t, routes.OutcomeParked, c.Outcome(), "%s from %s", fn, kind)
+			var res *sip.Response
+			if a.code != 0 {
+				res = sip.NewResponseFromRequest(tx.Request(), a.code, "X", nil)
+			}
+			c := ctxWith(tx, a.kind, res)
+			require.NoError(t, call(c), "%s from %s", fn, a.kind)
+			require.Equal(t, routes.OutcomeParked, c.Outcome(), "%s from %s", fn, a.kind)
+			require.Same(t, res, tx.Suspension().Response, "%s from %s holds the response", fn, a.kind)
 		}
 	}
 }

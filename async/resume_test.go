@@ -517,7 +517,8 @@ func TestCancelWhileParkedMakesResumeANoOp(t *testing.T) {
 	h.noRun()
 	require.Equal(t, []int{100, 487}, w.codes(), "nothing but the 487 goes out")
 	require.Zero(t, h.tbl.Stats().Live)
-	require.Error(t, h.e.Resume(tx.Token(), nil))
+	require.ErrorIs(t, h.e.Resume(tx.ParkToken(), nil), transaction.ErrCanceled, "a resume after the CANCEL says so")
+	require.Equal(t, uint64(2), h.e.Stats().RefusedFor("canceled"), "the timer and the resume, both counted as canceled")
 }
 
 func TestStartDrivesTheWheel(t *testing.T) {
