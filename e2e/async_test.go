@@ -220,3 +220,56 @@ func TestShutdownTimeoutAnswersParked503(t *testing.T) {
 	}
 	sipptest.RequireSuccess(t, res, 10)
 }
+
+func TestFailureRouteParkFailsOverToTheNextUser(t *testing.T) {
+	// The INVITE rings "busy" (486); failure_route[MISSED] parks, an
+	// outside goroutine resumes it 200 ms later naming "alice", and
+	// route[NEXT] relays there: the caller's call completes, and the
+	// held 486 never reaches it (uac_call fails on any other final).
+	p := startProxy(t, "testproxy", "--mode", "failpark", "--delay", "200ms")
+	uas(t, p, "uas_busy.xml", "busy")
+	uas(t, p, "uas_call.xml", "alice")
+	res := run(t, p, sipptest.Options{Scenario: scenario("uac_call.xml"), Service: "bob", MaxCalls: 10, Rate: 10})
+	sipptest.RequireSuccess(t, res, 10)
+	p.Stop()
+	if got := p.stat(t, "parks"); got != 10 {
+		t.Fatalf("parks=%d, want one per call in the failure route (10)", got)
+	}
+}
+
+func TestCancelWhileParkedInFailureRouteGives487(t *testing.T) {
+	// The failure route parks for 2 s; the caller cancels 500 ms after its
+	// INVITE, while the held 486 waits: 200 to the CANCEL, 487 to the
+	// INVITE, nothing more, and the late resume is refused as canceled.
+	p := startProxy(t, "testproxy", "--mode", "failpark", "--delay", "2s")
+	uas(t, p, "uas_busy.xml", "busy")
+	uas(t, p, "uas_call.xml", "alice")
+	res := run(t, p, sipptest.Options{Scenario: scenario("uac_cancel_parked.xml"), Service: "bob", MaxCalls: 3, Rate: 10,
+		Pause: 500 * time.Millisecond})
+	sipptest.RequireSuccess(t, res, 3)
+	if res.OutOfCallMessages != 0 {
+		t.Fatalf("%d messages after the calls ended", res.OutOfCallMessages)
+	}
+	time.Sleep(2 * time.Second) // the resumes come and are refused
+	p.Stop()
+	if got := p.stat(t, "canceled"); got != 3 {
+		t.Fatalf("canceled=%d, want 3", got)
+	}
+	if n := p.count("external resume failed"); n != 0 {
+		t.Fatalf("%d resumes failed for another reason than the CANCEL", n)
+	}
+}
+
+func TestParkTimeoutRunsTimeoutRoute(t *testing.T) {
+	// Suspend with a 300 ms park timeout and route[LATE]: nobody resumes,
+	// LATE runs with reason timeout and answers 504 — well before the
+	// 120 s suspend timeout.
+	p := startProxy(t, "testproxy", "--mode", "timeoutroute", "--delay", "300ms")
+	start := time.Now()
+	res := run(t, p, sipptest.Options{Scenario: scenario("uac_expect.xml"), Service: "bob", MaxCalls: 5, Rate: 10,
+		Keys: map[string]string{"code": "504"}})
+	sipptest.RequireSuccess(t, res, 5)
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Fatalf("504 after %s, before the park timeout", took)
+	}
+}

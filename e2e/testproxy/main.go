@@ -9,21 +9,24 @@ import (
 	"os"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/spf13/pflag"
 
 	"github.com/sipasync/sipasync/async"
 	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
+	"github.com/sipasync/sipasync/sipproxy"
 	"github.com/sipasync/sipasync/transaction"
 )
 
 func main() {
-	var mode string
+	var mode, nextUser string
 	var delay time.Duration
 	os.Exit(app.Main("testproxy", os.Args[1:], os.Stderr,
 		func(fs *pflag.FlagSet) {
-			fs.StringVar(&mode, "mode", "park", "park, suspend, external, chain, task, devstate")
+			fs.StringVar(&mode, "mode", "park", "park, suspend, external, chain, task, devstate, failpark, timeoutroute")
 			fs.DurationVar(&delay, "delay", time.Second, "park time")
+			fs.StringVar(&nextUser, "next-user", "alice", "failpark: the user the external resume names after the first branch failed")
 		},
 		func(a *app.App) error {
 			if mode == "devstate" {
@@ -91,6 +94,72 @@ func main() {
 				}
 			case "task":
 				req = func(c *routes.Context) error { return async.TaskRoute(c, "RESUME") }
+			case "failpark":
+				// An INVITE rings the user "busy" first; its failure goes to
+				// failure_route[MISSED], which parks and asks "the outside"
+				// where to go next: after --delay a goroutine resumes into
+				// route[NEXT] with --next-user, and NEXT relays there (a new
+				// branch). Other requests follow the default route.
+				def := a.Proxy.DefaultRoute(sipproxy.DefaultOptions{})
+				req = func(c *routes.Context) error {
+					if !c.Request().IsInvite() || sipproxy.HasToTag(c.Request()) {
+						return def.ServeSIP(c)
+					}
+					c.SetAttr("ruri", c.Request().Recipient.Clone())
+					c.Request().Recipient.User = "busy"
+					c.RecordRoute()
+					c.OnFailure("MISSED")
+					return a.Proxy.LookupRelay(c)
+				}
+				if err := a.Routes.Failure("MISSED", routes.HandlerFunc(func(c *routes.Context) error {
+					e, err := async.EngineOf(c)
+					if err != nil {
+						return err
+					}
+					tok, err := async.Suspend(c, "NEXT", c.Response().StatusCode)
+					if err != nil {
+						return err
+					}
+					time.AfterFunc(delay, func() {
+						if err := e.Resume(tok, nextUser); err != nil && !errors.Is(err, transaction.ErrCanceled) {
+							a.Log.Error("external resume failed", "error", err)
+						}
+					})
+					return nil
+				})); err != nil {
+					return err
+				}
+				if err := a.Routes.Route("NEXT", routes.HandlerFunc(func(c *routes.Context) error {
+					if c.Response() == nil || c.Response().StatusCode != 486 {
+						return routes.Error(500, "No Held Response", errors.New("route[NEXT] did not see the held 486"))
+					}
+					ruri, _ := c.Attr("ruri")
+					u, _ := ruri.(*sip.Uri)
+					if u == nil {
+						return routes.Error(500, "No R-URI", errors.New("the request route's R-URI was not kept"))
+					}
+					next := u.Clone()
+					next.User, _ = c.ResumeValue().(string)
+					c.Request().Recipient = *next
+					return a.Proxy.LookupRelay(c)
+				})); err != nil {
+					return err
+				}
+			case "timeoutroute":
+				// Suspend with a park timeout of --delay that nobody resumes:
+				// route[LATE] runs at the timeout and answers 504.
+				req = func(c *routes.Context) error {
+					_, err := async.Suspend(c, "RESUME", "lookup", async.Timeout(delay), async.TimeoutRoute("LATE"))
+					return err
+				}
+				if err := a.Routes.Route("LATE", routes.HandlerFunc(func(c *routes.Context) error {
+					if c.ResumeReason() != transaction.ReasonTimeout || c.ResumeValue() != "lookup" {
+						return routes.Error(500, "Wrong Resume", errors.New("unexpected reason or value"))
+					}
+					return c.Reply(504, "Server Time-out")
+				})); err != nil {
+					return err
+				}
 			default:
 				return errors.New("unknown --mode " + mode)
 			}
@@ -98,7 +167,7 @@ func main() {
 				return err
 			}
 			return a.Routes.Request(routes.HandlerFunc(func(c *routes.Context) error {
-				if c.Request().IsAck() {
+				if c.Request().IsAck() && mode != "failpark" {
 					c.Drop()
 					return nil
 				}
