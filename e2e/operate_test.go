@@ -210,8 +210,13 @@ func TestControlMethods(t *testing.T) {
 	assert.EqualValues(t, 2, stats["parked"])
 	assert.EqualValues(t, false, stats["draining"])
 
-	// Resume the older (route[RESUME] answers 404), answer the other 486.
-	_, errOut, code := ctl(t, addr, "async.resume", parked[0].Token)
+	// A route that does not exist is refused and leaves the park alone.
+	_, errOut, code := ctl(t, addr, "async.resume", "token="+parked[0].Token, "route=NOSUCH")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "unknown route")
+	// Resume the older into route[RESUME] named at resume time (t_continue;
+	// it answers 404), answer the other 486.
+	_, errOut, code = ctl(t, addr, "async.resume", "token="+parked[0].Token, "route=RESUME")
 	require.Equal(t, 0, code, errOut)
 	_, errOut, code = ctl(t, addr, "async.cancel", "token="+parked[1].Token, "code=486")
 	require.Equal(t, 0, code, errOut)
@@ -220,10 +225,18 @@ func TestControlMethods(t *testing.T) {
 		require.NoError(t, err, code)
 		sipptest.RequireSuccess(t, res, 1)
 	}
-	// A token that is gone: the method fails with a clear message, exit 1.
+	// A token used once: the method fails and says why, exit 1; the
+	// refusals are counted by reason.
 	_, errOut, code = ctl(t, addr, "async.resume", parked[0].Token)
 	assert.Equal(t, 1, code)
-	assert.Contains(t, errOut, "not found")
+	assert.Contains(t, errOut, "already resumed")
+	_, errOut, code = ctl(t, addr, "async.resume", parked[1].Token)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "answered while parked", "the park async.cancel answered")
+	m := scrape(t, addr)
+	assert.Equal(t, 1.0, m[`sipasync_async_resume_refused_total{reason="already_resumed"}`])
+	assert.Equal(t, 1.0, m[`sipasync_async_resume_refused_total{reason="unknown_route"}`])
+	assert.Equal(t, 1.0, m[`sipasync_async_resume_refused_total{reason="ended"}`])
 	// Bad params and unknown methods are JSON-RPC errors.
 	_, errOut, code = ctl(t, addr, "async.resume", "not-a-token")
 	assert.Equal(t, 1, code)
@@ -281,7 +294,7 @@ func TestControlMethods(t *testing.T) {
 	assert.Contains(t, errOut, "unknown event")
 
 	// The subscription's queue and sends are on /metrics.
-	m := scrape(t, addr)
+	m = scrape(t, addr)
 	sock := "udp:" + pc.LocalAddr().String()
 	assert.Equal(t, 1.0, m[`sipasync_events_sent_total{event="E_SIP_MESSAGE",socket="`+sock+`"}`])
 	assert.Equal(t, 1.0, m[`sipasync_events_raised_total`])
