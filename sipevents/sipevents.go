@@ -29,7 +29,7 @@ const (
 // TxEvent is a change of a transaction's state.
 type TxEvent struct {
 	Event  string // suspended, resumed, expired, canceled, ended
-	Token  string // index:label
+	Token  string // the park token (index:label:park) while parked, else index:label; Engine.Resume takes it
 	Method string
 	CallID string
 	Route  string // the park's target route
@@ -85,7 +85,7 @@ func (p *Publisher) OnTransaction(tx *transaction.Tx, ev transaction.Event) {
 	}
 	req := tx.Request()
 	s := tx.Suspension()
-	e := TxEvent{Event: ev.String(), Token: tx.Token().String(), Method: string(req.Method),
+	e := TxEvent{Event: ev.String(), Token: tx.ParkToken().String(), Method: string(req.Method),
 		Route: s.Route, Kind: s.Kind, Park: s.Park}
 	if h := req.CallID(); h != nil {
 		e.CallID = h.Value()
