@@ -34,6 +34,7 @@ var programs = map[string]string{
 	"statsd":     "./examples/statsd",
 	"shaper":     "./examples/shaper",
 	"queue":      "./examples/queue",
+	"httproute":  "./examples/httproute",
 }
 
 func TestMain(m *testing.M) {

@@ -29,13 +29,13 @@ const (
 // TxEvent is a change of a transaction's state.
 type TxEvent struct {
 	Event  string // suspended, resumed, expired, canceled, ended
-	Token  string // the park token (index:label:park) while parked, else index:label; Engine.Resume takes it
+	Token  string // the current or last park's token (index:label:park; index:label if never parked): Engine.Resume takes it
 	Method string
 	CallID string
 	Route  string // the park's target route
 	Kind   string // the park's kind: async_route, async_ms_route, async_task_route, ...
 	Park   int    // which park of the transaction
-	Reason string // for resumed: timer, task, external
+	Reason string // for resumed: timer, task, external, timeout
 }
 
 // RegEvent is a change of a registration binding.
