@@ -5,6 +5,7 @@ package async_test
 // failure response. All on the mock clock.
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sipasync/sipasync/async"
+	"github.com/sipasync/sipasync/eventbus"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/transaction"
 )
@@ -255,4 +257,37 @@ func TestSleepFromFailureRouteKeepsKindAndResponse(t *testing.T) {
 	c2 := <-seen
 	require.Equal(t, routes.KindFailure, c2.Kind())
 	require.Same(t, res, c2.Response())
+}
+
+func TestResumeFromABusSubscriber(t *testing.T) {
+	// A bus subscriber (the pattern of a queue consumer: a message names
+	// the park to wake) resumes by token; its dispatch goroutine is not
+	// held by the route.
+	h := newHarness(t, opts{moduleWorkers: 1})
+	g := newGate(t)
+	h.route("R", func(c *routes.Context) error { g.wait(); return c.Reply(200, "OK") })
+	bus := eventbus.New()
+	t.Cleanup(func() { _ = bus.Close(context.Background()) })
+	wake := eventbus.NewMessageType("wake")
+	results := make(chan error, 1)
+	_, err := bus.Topic("wake").Subscribe(func(_ *eventbus.Subscription, _ *eventbus.Topic, m *eventbus.Message) {
+		results <- h.e.Resume(m.Payload().(transaction.Token), "from the bus")
+	})
+	require.NoError(t, err)
+	_, c, w := h.request("MESSAGE")
+	tok, err := async.Suspend(c, "R", nil)
+	require.NoError(t, err)
+	bus.Topic("wake").Publish(wake, tok)
+	select {
+	case err := <-results:
+		require.NoError(t, err)
+	case <-time.After(waitFor):
+		t.Fatal("Resume from a bus subscriber never returned")
+	}
+	require.False(t, g.isOpen(), "the subscriber returned while the route still runs")
+	bus.Topic("wake").Publish(wake, tok) // a redelivered message
+	require.ErrorIs(t, <-results, transaction.ErrAlreadyResumed)
+	g.open()
+	require.Equal(t, "from the bus", h.next().value)
+	require.Equal(t, []int{200}, w.codes())
 }
