@@ -34,7 +34,7 @@ var ErrConfig = errors.New("config")
 
 // reservedEnv are SIPASYNC_* variables that are not flags: settings of the
 // project's own tests, which pass through the proxies they start.
-var reservedEnv = map[string]bool{"SIPASYNC_NATS_URL": true, "SIPASYNC_RUN_BUGS": true}
+var reservedEnv = map[string]bool{"SIPASYNC_NATS_URL": true}
 
 // Source tells where a flag's effective value came from.
 type Source string

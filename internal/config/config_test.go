@@ -81,7 +81,7 @@ func TestPrecedenceFlagsEnvFileDefaults(t *testing.T) {
 			level: "debug", workers: 5, timeout: 30 * time.Second, listen: []string{"udp:127.0.0.1:7000"}, from: FromFlag},
 		{name: "env list is comma separated", env: []string{"SIPASYNC_LISTEN=udp:127.0.0.1:1, tcp:127.0.0.1:2"},
 			level: "info", workers: 1, timeout: 10 * time.Second, listen: []string{"udp:127.0.0.1:1", "tcp:127.0.0.1:2"}, from: FromDefault},
-		{name: "reserved test variables pass", env: []string{"SIPASYNC_NATS_URL=nats://x", "SIPASYNC_RUN_BUGS=1"},
+		{name: "reserved test variables pass", env: []string{"SIPASYNC_NATS_URL=nats://x"},
 			level: "info", workers: 1, timeout: 10 * time.Second, listen: []string{"udp:127.0.0.1:5060"}, from: FromDefault},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
