@@ -79,6 +79,9 @@ func (p *Proxy) DefaultRoute(o DefaultOptions) routes.Handler {
 			return p.Register(c)
 		}
 		if req.Recipient.User == "" {
+			if req.Method == sip.OPTIONS {
+				return p.ReplyOptions(c) // a keepalive or health check of the proxy itself
+			}
 			return c.Reply(484, "Address Incomplete")
 		}
 		if req.Method == sip.MESSAGE && o.OnMessage != nil {
@@ -94,6 +97,28 @@ func (p *Proxy) DefaultRoute(o DefaultOptions) routes.Handler {
 		}
 		return p.LookupRelay(c)
 	})
+}
+
+// Capabilities the proxy states in answer to an OPTIONS addressed to it.
+const (
+	// AllowMethods are the methods the proxy routes.
+	AllowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, PRACK, SUBSCRIBE, NOTIFY, REFER"
+	// AcceptTypes are the bodies it takes: it reads none itself and
+	// passes every type on.
+	AcceptTypes = "*/*"
+)
+
+// ReplyOptions answers an OPTIONS request addressed to the proxy itself
+// (options_reply(): a Request-URI with no user part naming one of its
+// addresses, as health checkers and NAT keepalives send it) with 200,
+// Allow, Accept, Accept-Encoding, Accept-Language and Supported.
+func (p *Proxy) ReplyOptions(c *routes.Context) error {
+	return c.Reply(200, "OK",
+		sip.NewHeader("Allow", AllowMethods),
+		sip.NewHeader("Accept", AcceptTypes),
+		sip.NewHeader("Accept-Encoding", "identity"),
+		sip.NewHeader("Accept-Language", "en"),
+		sip.NewHeader("Supported", ""))
 }
 
 // HasToTag reports whether the request is in-dialog (has_totag()).
