@@ -279,3 +279,58 @@ func TestSuspendParksReadRace(t *testing.T) {
 	wg.Wait()
 	eq(t, 2, tx.Parks())
 }
+
+func TestAfterParkEnd(t *testing.T) {
+	tt := New(Options{})
+	park := func() (*Tx, Token, *wire, *sip.ServerTx) {
+		w := &wire{}
+		req := parseReq(t, "INVITE")
+		stx := newStx(t, req, w)
+		tx, err := tt.Add(req, stx)
+		need(t, err)
+		tok, err := tt.Suspend(tx, Suspension{})
+		need(t, err)
+		return tx, tok, w, stx
+	}
+	wait := func(ch <-chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: the hook never ran", what)
+		}
+	}
+
+	// A CANCEL ends the park: the hook runs.
+	tx, tok, _, stx := park()
+	ran := make(chan struct{})
+	stop := tx.AfterParkEnd(tok, func() { close(ran) })
+	need(t, stx.Receive(cancelOf(t, tx.Request())))
+	wait(ran, "CANCEL")
+	truth(t, !stop(), "stop after the hook started reports false")
+
+	// Stopped before the end: it never runs.
+	tx, tok, _, _ = park()
+	never := make(chan struct{}, 1)
+	stop = tx.AfterParkEnd(tok, func() { never <- struct{}{} })
+	truth(t, stop(), "stop before the end reports true")
+	_, err := tt.Continue(tok, ReasonExternal, nil)
+	need(t, err)
+	tt.Finish(tx)
+
+	// Expiry, and a hook of a park that is already over runs at once.
+	tx, tok, _, _ = park()
+	ran = make(chan struct{})
+	tx.AfterParkEnd(tok, func() { close(ran) })
+	truth(t, tt.Expire(tok))
+	wait(ran, "expiry")
+	late := make(chan struct{})
+	truth(t, !tx.AfterParkEnd(tok, func() { close(late) })(), "a park already over: nothing to stop")
+	wait(late, "a park already over")
+
+	select {
+	case <-never:
+		t.Fatal("a stopped hook ran")
+	case <-time.After(50 * time.Millisecond):
+	}
+}

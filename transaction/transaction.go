@@ -247,6 +247,56 @@ type Tx struct {
 
 	cancelCh     chan struct{} // made on demand by CancelNotify
 	cancelClosed bool
+
+	hooks  []parkHook // AfterParkEnd's, of the current park
+	hookID uint64
+}
+
+// parkHook is a function AfterParkEnd runs when its park ends.
+type parkHook struct {
+	id uint64
+	f  func()
+}
+
+// AfterParkEnd arranges for f to run, on a goroutine of its own, when the
+// park tok names ends: resumed, timed out, canceled or answered. It is for
+// work done on behalf of a park (an HTTP request, a query) that should stop
+// when nobody can use its answer any more. If the park is already over, f
+// runs at once. stop unregisters f and reports whether it did so before f
+// was started, as context.AfterFunc's stop does.
+func (tx *Tx) AfterParkEnd(tok Token, f func()) (stop func() bool) {
+	tx.mu.Lock()
+	if tok.Park == 0 || tok.Park != tx.parks || tx.state != Suspended {
+		tx.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	tx.hookID++
+	id := tx.hookID
+	tx.hooks = append(tx.hooks, parkHook{id: id, f: f})
+	tx.mu.Unlock()
+	return func() bool {
+		tx.mu.Lock()
+		defer tx.mu.Unlock()
+		for i, h := range tx.hooks {
+			if h.id == id {
+				tx.hooks = append(tx.hooks[:i], tx.hooks[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// endPark records how the current park ended and starts its hooks. tx.mu
+// is held; the hooks run on their own goroutines, so none runs under a
+// lock of ours.
+func (tx *Tx) endPark(how parkEnd) {
+	tx.hist.push(how)
+	for _, h := range tx.hooks {
+		go h.f()
+	}
+	tx.hooks = nil
 }
 
 // CancelNotify returns a channel closed when a CANCEL ends the transaction.
@@ -746,9 +796,9 @@ func (t *Table) Continue(tok Token, reason Reason, value any) (*Tx, error) {
 	tx.state = Live
 	tx.reason = reason
 	if reason == ReasonTimeout {
-		tx.hist.push(endTimedOut)
+		tx.endPark(endTimedOut)
 	} else {
-		tx.hist.push(endResumed)
+		tx.endPark(endResumed)
 	}
 	if value != nil {
 		tx.resumeV = value
@@ -815,7 +865,7 @@ func (t *Table) endSuspended(tx *Tx, park uint32, how parkEnd) bool {
 		return false
 	}
 	tx.state = Done
-	tx.hist.push(how)
+	tx.endPark(how)
 	t.parked--
 	return true
 }
