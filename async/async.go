@@ -305,7 +305,9 @@ func (e *Engine) logDue(last *atomic.Int64) bool {
 	return now-prev >= int64(time.Second) && last.CompareAndSwap(prev, now)
 }
 
-// txAttrs are the log attributes of one transaction: Call-ID and token.
+// txAttrs are the log attributes of one park: Call-ID, the transaction's
+// token (as a route's Context.Logger logs it, so the lines of one call
+// match) and the park number.
 func txAttrs(tx *transaction.Tx, tok transaction.Token) []any {
 	callID := ""
 	if tx != nil {
@@ -313,7 +315,7 @@ func txAttrs(tx *transaction.Tx, tok transaction.Token) []any {
 			callID = cid.Value()
 		}
 	}
-	return []any{"call_id", callID, "tx", tok.String()}
+	return []any{"call_id", callID, "tx", tok.Tx().String(), "park", tok.Park}
 }
 
 // fire runs on a module worker: a timed park is due, or a park reached
