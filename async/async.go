@@ -35,7 +35,7 @@ import (
 
 // Errors returned by the async functions. They are wrapped with detail.
 var (
-	ErrNoEngine     = errors.New("async: no async engine in this context")
+	ErrNoEngine     = errors.New("async: no async engine attached to this route's proxy")
 	ErrDelay        = errors.New("async: delay out of range")
 	ErrMsTimerOff   = errors.New("async: millisecond timer is off (set --async-ms-timer)")
 	ErrRouteKind    = errors.New("async: not allowed in this route")
@@ -177,6 +177,7 @@ type Engine struct {
 		data, dataRejected, tkv, tkvRejected       atomic.Uint64
 	}
 	rejectLog atomic.Int64 // unix ns of the last "resume refused" line
+	started   atomic.Bool
 }
 
 // ModuleGroup is the name of the worker group that runs timer resumes.
@@ -213,6 +214,11 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("async: module workers: %w", err)
 	}
+	if h, ok := cfg.Runner.(Host); ok {
+		if err := h.SetAsync(e); err != nil {
+			return nil, fmt.Errorf("async: %w", err)
+		}
+	}
 	if cfg.TKVGroup == "" {
 		e.tkv = cfg.Groups.Default()
 	} else if e.tkv, err = cfg.Groups.Lookup(cfg.TKVGroup); err != nil {
@@ -221,8 +227,13 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// Start runs the wheel until ctx ends or Stop.
+// Start runs the wheel until ctx ends or Stop. Starting twice is harmless:
+// the proxy starts the engine attached to it (see Host), and so may its
+// builder.
 func (e *Engine) Start(ctx context.Context) {
+	if !e.started.CompareAndSwap(false, true) {
+		return
+	}
 	go func() {
 		if err := e.wheel.Run(ctx); err != nil && !errors.Is(err, timerwheel.ErrStopped) && ctx.Err() == nil {
 			e.log.Error("timer wheel stopped", "error", err)
@@ -266,18 +277,24 @@ func (e *Engine) refuse(err error) error {
 	return err
 }
 
-type engineKey struct{}
-
-// WithEngine returns a context carrying e; the proxy's lifetime context
-// carries it so that route Contexts find the engine.
-func WithEngine(ctx context.Context, e *Engine) context.Context {
-	return context.WithValue(ctx, engineKey{}, e)
+// Host is what a route Context's engine (routes.Engine: the proxy)
+// implements to carry the async engine: New attaches the engine to its
+// Runner when the Runner is a Host, so parking calls find the engine
+// through the Context by construction, with no context value to forget.
+type Host interface {
+	// SetAsync attaches the engine; it fails when another one is attached.
+	SetAsync(e any) error
+	// Async returns the attached engine, or nil.
+	Async() any
 }
 
-// EngineOf returns the engine a route Context runs under.
+// EngineOf returns the engine a route Context parks on: the one attached
+// to the Context's routes.Engine (see Host).
 func EngineOf(c *routes.Context) (*Engine, error) {
-	if e, ok := c.Context().Value(engineKey{}).(*Engine); ok && e != nil {
-		return e, nil
+	if h, ok := c.Engine().(Host); ok {
+		if e, ok := h.Async().(*Engine); ok && e != nil {
+			return e, nil
+		}
 	}
 	return nil, ErrNoEngine
 }

@@ -260,11 +260,16 @@ func (r *runner) count(name string) int {
 	return r.byName[name]
 }
 
-// fakeEngine carries out a Context's actions on the transaction.
+// fakeEngine carries out a Context's actions on the transaction; like the
+// proxy, it is the async.Host route Contexts find the engine through.
 type fakeEngine struct {
 	routes  *routes.Table
 	relayed atomic.Int64
+	eng     any
 }
+
+func (f *fakeEngine) SetAsync(e any) error { f.eng = e; return nil }
+func (f *fakeEngine) Async() any           { return f.eng }
 
 func (f *fakeEngine) Reply(c *routes.Context, code int, reason string, body []byte, hdrs ...sip.Header) error {
 	return c.Tx().Reply(code, reason, body, hdrs...)
@@ -339,7 +344,8 @@ func newHarness(t testing.TB, o opts) *harness {
 		MsTimer: ms, ModuleWorkers: o.moduleWorkers, TKVGroup: o.tkvGroup, OnTKV: o.onTKV,
 		Clock: h.mock, Logger: discard})
 	require.NoError(t, err)
-	h.ctx, h.cancel = context.WithCancel(async.WithEngine(context.Background(), h.e))
+	require.NoError(t, h.fe.SetAsync(h.e))
+	h.ctx, h.cancel = context.WithCancel(context.Background())
 	t.Cleanup(h.close)
 	return h
 }

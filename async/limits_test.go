@@ -204,20 +204,23 @@ func TestUnknownGroup(t *testing.T) {
 
 func TestNoEngine(t *testing.T) {
 	h := stdHarness(t, opts{})
-	for _, ctx := range []context.Context{context.Background(), async.WithEngine(context.Background(), nil)} {
+	// No routes.Engine at all; one that carries no async engine (a Host
+	// with nothing attached); one that is not a Host.
+	type plain struct{ routes.Engine }
+	for name, eng := range map[string]routes.Engine{"nil": nil, "nothing attached": &fakeEngine{routes: h.routes},
+		"not a host": plain{h.fe}} {
 		calls := everyParking()
 		for k, v := range everyDataCall() {
 			calls[k] = v
 		}
 		for fn, call := range calls {
 			tx, _ := h.newTx("MESSAGE")
-			c := routes.NewContext(routes.ContextOptions{Ctx: ctx, Engine: h.fe, Kind: routes.KindRequest, Tx: tx, Logger: discard})
-			require.ErrorIs(t, call(c), async.ErrNoEngine, fn)
+			c := routes.NewContext(routes.ContextOptions{Engine: eng, Kind: routes.KindRequest, Tx: tx, Logger: discard})
+			require.ErrorIs(t, call(c), async.ErrNoEngine, "%s: %s", name, fn)
 			h.requireNotParked(tx, c, fn)
 		}
-		c := routes.NewContext(routes.ContextOptions{Ctx: ctx})
-		_, err := async.EngineOf(c)
-		require.ErrorIs(t, err, async.ErrNoEngine)
+		_, err := async.EngineOf(routes.NewContext(routes.ContextOptions{Engine: eng}))
+		require.ErrorIs(t, err, async.ErrNoEngine, name)
 	}
 	e, err := async.EngineOf(h.ctxOf(nil, routes.KindEvent, "x"))
 	require.NoError(t, err)

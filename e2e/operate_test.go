@@ -326,6 +326,12 @@ func TestControlDeviceState(t *testing.T) {
 	assert.Equal(t, devices[0].Device, dev.Device)
 	assert.Equal(t, "NOT_INUSE", dev.State)
 	require.Len(t, dev.Views, 1)
+	// The device as the registrar keys it, the AOR, or a SIP URI: the same.
+	for _, name := range []string{"bob", "bob@127.0.0.1", "sip:bob@127.0.0.1"} {
+		ctlJSON(t, addr, &dev, "devstate.get", name)
+		assert.Equal(t, devices[0].Device, dev.Device, name)
+		assert.Equal(t, "NOT_INUSE", dev.State, name)
+	}
 	ctlJSON(t, addr, &dev, "devstate.get", "device=nobody@nowhere")
 	assert.Equal(t, "UNKNOWN", dev.State)
 	out, _, code := ctl(t, addr, "devstate.list")

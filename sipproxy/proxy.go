@@ -60,6 +60,12 @@ type Config struct {
 	// INVITE's retransmission); it stops when all are acknowledged or none
 	// was for ShutdownLinger (sipgo's Timer H, 32 s, bounds it). Default 5s.
 	ShutdownLinger time.Duration
+	// FrTimeout bounds the wait for any response at all to a request sent
+	// downstream (sipgo's Timers B and F; OpenSIPS's fr_timeout): 500ms to
+	// 32s, 0 means DefaultFrTimeout. sipgo keeps its timers as process
+	// globals: the first proxy built sets them (see setTimers), and a later
+	// one that asks for another FrTimeout is an error.
+	FrTimeout time.Duration
 	// OnCall, if set, is told how relayed calls progress (for device state).
 	// It runs on the relay's goroutine without locks held; keep it short.
 	OnCall func(CallEvent)
@@ -131,6 +137,9 @@ type Proxy struct {
 	listenBy map[string]Listen // first listener per network (lower case)
 	relaySem chan struct{}
 
+	asyncMu sync.Mutex
+	async   any // the async engine route Contexts park on (SetAsync)
+
 	ctx      context.Context
 	cancel   context.CancelFunc
 	closing  atomic.Bool
@@ -177,6 +186,12 @@ func New(cfg Config, table *routes.Table) (*Proxy, error) {
 	}
 	if cfg.Location.Clock == nil {
 		cfg.Location.Clock = cfg.Clock
+	}
+	if cfg.FrTimeout == 0 {
+		cfg.FrTimeout = DefaultFrTimeout
+	}
+	if err := setTimers(cfg.FrTimeout); err != nil {
+		return nil, err
 	}
 	p := &Proxy{
 		cfg: cfg, log: cfg.Logger, clock: cfg.Clock, routes: table,
@@ -242,6 +257,27 @@ func (p *Proxy) Context() context.Context { return p.ctx }
 // Listeners returns the configured listeners (with ports resolved after Start).
 func (p *Proxy) Listeners() []Listen { return append([]Listen(nil), p.cfg.Listen...) }
 
+// SetAsync attaches the async engine that the route Contexts of this proxy
+// park on; async.New calls it when the proxy is the engine's Runner, so the
+// two are wired by construction. Start starts it. A second, different
+// engine is an error.
+func (p *Proxy) SetAsync(e any) error {
+	p.asyncMu.Lock()
+	defer p.asyncMu.Unlock()
+	if p.async != nil && p.async != e {
+		return errors.New("sipproxy: another async engine is attached")
+	}
+	p.async = e
+	return nil
+}
+
+// Async returns the engine attached with SetAsync, or nil.
+func (p *Proxy) Async() any {
+	p.asyncMu.Lock()
+	defer p.asyncMu.Unlock()
+	return p.async
+}
+
 // Start binds every listener (a port in use is an error returned here) and
 // serves them until Close. Serving starts only once every port is bound and
 // recorded, so request handling never sees a listener half set up.
@@ -269,6 +305,11 @@ func (p *Proxy) Start(ctx context.Context) error {
 			}
 		}()
 		p.log.Info("listening", "socket", l.String())
+	}
+	// The attached async engine runs from here, before the first request
+	// can park: a park whose engine never started would wait forever.
+	if e, ok := p.Async().(interface{ Start(context.Context) }); ok {
+		e.Start(ctx)
 	}
 	go p.loc.Run(p.ctx.Done(), time.Second)
 	go p.acks.run(p.ctx.Done())

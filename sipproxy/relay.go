@@ -403,7 +403,7 @@ func (r *relay) sendCancel() <-chan *sip.Response {
 // onStrayResponse handles responses that match no client transaction. A
 // 2xx to an INVITE is the callee retransmitting its answer after the
 // proxy's transaction ended (they end soon after the 2xx, see
-// internal/app): it goes on statelessly by the Via below ours (RFC 3261
+// timers.go): it goes on statelessly by the Via below ours (RFC 3261
 // 16.7, as proxies did before RFC 6026), so a caller whose ACK was lost
 // gets the 2xx again and resends it. Anything else is counted and dropped.
 func (p *Proxy) onStrayResponse(res *sip.Response) {

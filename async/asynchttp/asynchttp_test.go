@@ -464,7 +464,8 @@ func TestBadCallsNeverPanicAndParkNothing(t *testing.T) {
 			return routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Tx: c.Tx(), Logger: discard})
 		}, asynchttp.ErrInvalid},
 		{"no async engine", good, "LOOKUP", time.Second, func(c *routes.Context) *routes.Context {
-			return routes.NewContext(routes.ContextOptions{Engine: h.fe, Tx: c.Tx(), Logger: discard})
+			// a routes.Engine with no async engine attached
+			return routes.NewContext(routes.ContextOptions{Engine: &fakeEngine{routes: h.routes}, Tx: c.Tx(), Logger: discard})
 		}, async.ErrNoEngine},
 		{"no transaction", good, "LOOKUP", time.Second, func(c *routes.Context) *routes.Context {
 			return routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Engine: h.fe, Request: c.Request(), Logger: discard})

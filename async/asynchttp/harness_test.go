@@ -189,7 +189,13 @@ func (r *runner) runTx(tx *transaction.Tx, kind routes.Kind, name string, h rout
 func (r *runner) RunDetached(routes.Kind, string, *sip.Request, any) error { return nil }
 
 // fakeEngine carries out a Context's actions on the transaction.
-type fakeEngine struct{ routes *routes.Table }
+type fakeEngine struct {
+	routes *routes.Table
+	eng    any
+}
+
+func (f *fakeEngine) SetAsync(e any) error { f.eng = e; return nil }
+func (f *fakeEngine) Async() any           { return f.eng }
 
 func (f *fakeEngine) Reply(c *routes.Context, code int, reason string, body []byte, hdrs ...sip.Header) error {
 	return c.Tx().Reply(code, reason, body, hdrs...)
@@ -225,7 +231,8 @@ func newHarness(t testing.TB) *harness {
 	h.e, err = async.New(async.Config{Table: h.tbl, Routes: h.routes, Runner: h.r, Groups: h.groups,
 		MsTimer: 10 * time.Millisecond, Clock: h.mock, Logger: discard})
 	require.NoError(t, err)
-	h.ctx, h.cancel = context.WithCancel(async.WithEngine(context.Background(), h.e))
+	require.NoError(t, h.fe.SetAsync(h.e))
+	h.ctx, h.cancel = context.WithCancel(context.Background())
 	t.Cleanup(h.close)
 	return h
 }

@@ -13,14 +13,14 @@ package main
 import (
 	"os"
 
+	"github.com/sipasync/sipasync"
 	"github.com/sipasync/sipasync/admin"
-	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
 )
 
 func main() {
-	os.Exit(app.Run(app.Program{Name: "sipasync", Args: os.Args[1:], Stdout: os.Stdout, Stderr: os.Stderr,
-		Environ: os.Environ(), Admin: admin.DefaultAddr, Setup: func(a *app.App) error {
+	os.Exit(sipasync.Run(sipasync.Program{Name: "sipasync", Args: os.Args[1:], Stdout: os.Stdout, Stderr: os.Stderr,
+		Environ: os.Environ(), Admin: admin.DefaultAddr, Setup: func(a *sipasync.Server) error {
 			if err := a.Routes.Failure("MISSED", routes.HandlerFunc(func(c *routes.Context) error {
 				return nil // forward the failure response as it is
 			})); err != nil {

@@ -1,10 +1,10 @@
 package main
 
 import (
-	"github.com/sipasync/sipasync/internal/app"
+	"github.com/sipasync/sipasync"
 	"github.com/sipasync/sipasync/sipproxy"
 )
 
-func defaultOptions(a *app.App) sipproxy.DefaultOptions {
+func defaultOptions(a *sipasync.Server) sipproxy.DefaultOptions {
 	return sipproxy.DefaultOptions{FailureRoute: "MISSED", OnMessage: a.RaiseSIPMessage}
 }

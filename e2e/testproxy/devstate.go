@@ -5,8 +5,8 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/sipasync/sipasync"
 	"github.com/sipasync/sipasync/devicestate"
-	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/sipproxy"
 )
@@ -15,7 +15,7 @@ import (
 // OPTIONS to a local user is answered 200 with the user's device state as
 // this node aggregates it (X-Device-State) and the views it comes from
 // (X-Device-Views: node=STATE, "(gone)" for a node that expired).
-func devstateRoutes(a *app.App) error {
+func devstateRoutes(a *sipasync.Server) error {
 	return a.Routes.Request(a.Proxy.DefaultRoute(sipproxy.DefaultOptions{
 		BeforeRelay: routes.HandlerFunc(func(c *routes.Context) error {
 			req := c.Request()

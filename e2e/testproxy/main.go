@@ -12,8 +12,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/spf13/pflag"
 
+	"github.com/sipasync/sipasync"
 	"github.com/sipasync/sipasync/async"
-	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/sipproxy"
 	"github.com/sipasync/sipasync/transaction"
@@ -22,13 +22,13 @@ import (
 func main() {
 	var mode, nextUser string
 	var delay time.Duration
-	os.Exit(app.Main("testproxy", os.Args[1:], os.Stderr,
+	os.Exit(sipasync.Main("testproxy", os.Args[1:], os.Stderr,
 		func(fs *pflag.FlagSet) {
 			fs.StringVar(&mode, "mode", "park", "park, suspend, external, chain, task, devstate, failpark, timeoutroute")
 			fs.DurationVar(&delay, "delay", time.Second, "park time")
 			fs.StringVar(&nextUser, "next-user", "alice", "failpark: the user the external resume names after the first branch failed")
 		},
-		func(a *app.App) error {
+		func(a *sipasync.Server) error {
 			if mode == "devstate" {
 				return devstateRoutes(a)
 			}

@@ -11,19 +11,19 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/sipasync/sipasync"
 	"github.com/sipasync/sipasync/async"
-	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/sipproxy"
 )
 
 func main() {
 	var delay time.Duration
-	os.Exit(app.Main("asyncrelay", os.Args[1:], os.Stderr,
+	os.Exit(sipasync.Main("asyncrelay", os.Args[1:], os.Stderr,
 		func(fs *pflag.FlagSet) {
 			fs.DurationVar(&delay, "delay", 100*time.Millisecond, "park time before the relay")
 		},
-		func(a *app.App) error {
+		func(a *sipasync.Server) error {
 			park := async.MsRoute
 			if delay >= time.Second && delay%time.Second == 0 {
 				park = async.Route

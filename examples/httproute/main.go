@@ -41,8 +41,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/spf13/pflag"
 
+	"github.com/sipasync/sipasync"
 	"github.com/sipasync/sipasync/async/asynchttp"
-	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/sipproxy"
 )
@@ -71,14 +71,14 @@ func (o *options) register(fs *pflag.FlagSet) {
 func main() {
 	var o options
 	var client *asynchttp.Client
-	code := app.Main("httproute", os.Args[1:], os.Stderr, o.register, func(a *app.App) error {
+	code := sipasync.Main("httproute", os.Args[1:], os.Stderr, o.register, func(a *sipasync.Server) error {
 		r, err := setup(a, o)
 		if r != nil {
 			client = r.client
 		}
 		return err
 	})
-	// app.Main returns after the proxy drained: lookups still in flight
+	// sipasync.Main returns after the proxy drained: lookups still in flight
 	// can only be late now.
 	if client != nil {
 		client.Close()
@@ -95,15 +95,15 @@ type router struct {
 }
 
 // setup checks the flags, builds the lookup client and registers the
-// routes. A flag it cannot use is an error, which app.Main prints as one
+// routes. A flag it cannot use is an error, which sipasync.Main prints as one
 // line before exiting 2.
-func setup(a *app.App, o options) (*router, error) {
+func setup(a *sipasync.Server, o options) (*router, error) {
 	base, err := parseLookupURL(o.url)
 	if err != nil {
 		return nil, err
 	}
-	if o.timeout < time.Millisecond || o.timeout > a.Flags.SuspendTimeout {
-		return nil, fmt.Errorf("--lookup-timeout %s: want 1ms to --suspend-timeout (%s)", o.timeout, a.Flags.SuspendTimeout)
+	if o.timeout < time.Millisecond || o.timeout > a.Options.SuspendTimeout {
+		return nil, fmt.Errorf("--lookup-timeout %s: want 1ms to --suspend-timeout (%s)", o.timeout, a.Options.SuspendTimeout)
 	}
 	if o.maxInFlight < 1 || o.maxConns < 1 {
 		return nil, fmt.Errorf("--lookup-max-in-flight and --lookup-max-conns-per-host must be >= 1")

@@ -27,9 +27,9 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/spf13/pflag"
 
+	"github.com/sipasync/sipasync"
 	"github.com/sipasync/sipasync/devicestate"
 	"github.com/sipasync/sipasync/eventbus"
-	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/sipproxy"
 )
@@ -46,7 +46,7 @@ const (
 type queue struct {
 	name   string
 	agents []string
-	a      *app.App
+	a      *sipasync.Server
 
 	// mu makes picking an agent and marking it ringing one step, so that two
 	// calls arriving together are not offered to the same agent.
@@ -56,12 +56,12 @@ type queue struct {
 func main() {
 	q := &queue{}
 	var agents string
-	os.Exit(app.Main("queue", os.Args[1:], os.Stderr,
+	os.Exit(sipasync.Main("queue", os.Args[1:], os.Stderr,
 		func(fs *pflag.FlagSet) {
 			fs.StringVar(&q.name, "queue", "queue", "the queue's user: INVITEs for sip:USER@this-proxy are queued")
 			fs.StringVar(&agents, "agents", "", "the agents (their address-of-record users), comma-separated, in order of preference")
 		},
-		func(a *app.App) error {
+		func(a *sipasync.Server) error {
 			list, err := parseAgents(agents, q.name)
 			if err != nil {
 				return err

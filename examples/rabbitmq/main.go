@@ -17,26 +17,26 @@ package main
 import (
 	"os"
 
+	"github.com/sipasync/sipasync"
 	"github.com/sipasync/sipasync/eventbus/evi"
-	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/sipproxy"
 )
 
 func main() {
-	os.Exit(app.Main("rabbitmq", os.Args[1:], os.Stderr, nil, setup))
+	os.Exit(sipasync.Main("rabbitmq", os.Args[1:], os.Stderr, nil, setup))
 }
 
 // setup is the seed's script. The rabbitmq: transport, its --rabbitmq-*
 // flags and its counters on /metrics come with every sipasync program
 // (package app registers them before the --event flags are subscribed).
-func setup(a *app.App) error {
+func setup(a *sipasync.Server) error {
 	return a.Routes.Request(a.Proxy.DefaultRoute(sipproxy.DefaultOptions{
 		OnMessage: func(c *routes.Context) {
 			req := c.Request()
 			// raise_event("E_SIP_MESSAGE", $avp(attrs), $avp(vals)); in sync
 			// mode this waits for the broker's confirm and reports its error.
-			if err := a.Events.RaiseEvent(app.EventSIPMessage,
+			if err := a.Events.RaiseEvent(sipasync.EventSIPMessage,
 				evi.String("user", req.Recipient.User), evi.String("msg", string(req.Body()))); err != nil {
 				c.Logger().Error("cannot raise E_SIP_MESSAGE event", "error", err)
 			}

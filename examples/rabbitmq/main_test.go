@@ -14,8 +14,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/spf13/pflag"
 
+	"github.com/sipasync/sipasync"
 	"github.com/sipasync/sipasync/eventbus/evi"
-	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/internal/testlock"
 )
 
@@ -40,21 +40,30 @@ func broker(t *testing.T) *amqp.Channel {
 }
 
 // build starts the example in-process with args, as main would.
-func build(t *testing.T, args ...string) (*app.App, error) {
+func build(t *testing.T, args ...string) (*sipasync.Server, error) {
 	t.Helper()
 	fs := pflag.NewFlagSet("rabbitmq", pflag.ContinueOnError)
-	var f app.Flags
-	f.Register(fs)
+	f := sipasync.BindFlags(fs)
 	if err := fs.Parse(append([]string{"--log-level", "error"}, args...)); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	a, err := app.Build(ctx, &f, io.Discard, setup)
-	if err == nil {
-		t.Cleanup(func() { a.Shutdown() })
+	f.LogWriter = io.Discard
+	a, err := sipasync.New(*f)
+	if err != nil {
+		return nil, err
 	}
-	return a, err
+	if err := setup(a); err != nil {
+		return nil, err
+	}
+	if err := a.Start(context.Background()); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), f.ShutdownTimeout)
+		defer cancel()
+		_ = a.Shutdown(ctx)
+	})
+	return a, nil
 }
 
 func freeUDPPort(t *testing.T) int {
@@ -146,7 +155,7 @@ func TestMessageRaisesEventToRabbitMQ(t *testing.T) {
 func TestMalformedSocketFailsStartup(t *testing.T) {
 	_, err := build(t, "--listen", fmt.Sprintf("udp:127.0.0.1:%d", freeUDPPort(t)),
 		"--event", "E_SIP_MESSAGE=rabbitmq:bob:Secret-123@127.0.0.1:99999/q")
-	if !errors.Is(err, app.ErrUsage) || !strings.Contains(err.Error(), evi.ErrMalformedSocket.Error()) {
+	if !errors.Is(err, sipasync.ErrUsage) || !strings.Contains(err.Error(), evi.ErrMalformedSocket.Error()) {
 		t.Fatalf("error %v, want a usage error for a malformed socket", err)
 	}
 	if strings.Contains(err.Error(), "Secret-123") {

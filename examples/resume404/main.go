@@ -14,18 +14,18 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/sipasync/sipasync"
 	"github.com/sipasync/sipasync/async"
-	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
 )
 
 func main() {
 	var delay time.Duration
-	os.Exit(app.Main("resume404", os.Args[1:], os.Stderr,
+	os.Exit(sipasync.Main("resume404", os.Args[1:], os.Stderr,
 		func(fs *pflag.FlagSet) {
 			fs.DurationVar(&delay, "delay", 4*time.Second, "how long each request is parked before the 404")
 		},
-		func(a *app.App) error {
+		func(a *sipasync.Server) error {
 			park := async.Route
 			if delay < time.Second || delay%time.Second != 0 {
 				park = async.MsRoute

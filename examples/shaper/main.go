@@ -24,8 +24,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/spf13/pflag"
 
+	"github.com/sipasync/sipasync"
 	"github.com/sipasync/sipasync/async"
-	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/sipproxy"
 	"github.com/sipasync/sipasync/transaction"
@@ -135,14 +135,14 @@ func main() {
 	var rate float64
 	var maxDelay, report time.Duration
 	var key string
-	os.Exit(app.Main("shaper", os.Args[1:], os.Stderr,
+	os.Exit(sipasync.Main("shaper", os.Args[1:], os.Stderr,
 		func(fs *pflag.FlagSet) {
 			fs.Float64Var(&rate, "shape-rate", 250, "requests per second let through per source")
 			fs.DurationVar(&maxDelay, "max-delay", 30*time.Second, "longest wait; beyond it 503 (at most 30s, the async_ms_sleep limit)")
 			fs.StringVar(&key, "shape-key", "from-domain", "what a source is: from-domain, from-user or source")
 			fs.DurationVar(&report, "report", 10*time.Second, "how often the lateness summary is logged")
 		},
-		func(a *app.App) error {
+		func(a *sipasync.Server) error {
 			if rate <= 0 || maxDelay <= 0 || maxDelay > async.MaxMillis {
 				return errors.New("--shape-rate must be > 0 and --max-delay within 1ms..30s")
 			}

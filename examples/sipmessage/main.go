@@ -10,19 +10,19 @@ package main
 import (
 	"os"
 
+	"github.com/sipasync/sipasync"
 	"github.com/sipasync/sipasync/eventbus/evi"
-	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/sipproxy"
 )
 
 func main() {
-	os.Exit(app.Main("sipmessage", os.Args[1:], os.Stderr, nil, func(a *app.App) error {
+	os.Exit(sipasync.Main("sipmessage", os.Args[1:], os.Stderr, nil, func(a *sipasync.Server) error {
 		return a.Routes.Request(a.Proxy.DefaultRoute(sipproxy.DefaultOptions{
 			OnMessage: func(c *routes.Context) {
 				req := c.Request()
 				// raise_event("E_SIP_MESSAGE", $avp(attrs), $avp(vals))
-				if err := a.Events.RaiseEvent(app.EventSIPMessage,
+				if err := a.Events.RaiseEvent(sipasync.EventSIPMessage,
 					evi.String("user", req.Recipient.User), evi.String("msg", string(req.Body()))); err != nil {
 					c.Logger().Error("cannot raise E_SIP_MESSAGE event", "error", err)
 				}

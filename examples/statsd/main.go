@@ -26,9 +26,9 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/sipasync/sipasync"
 	"github.com/sipasync/sipasync/async"
 	"github.com/sipasync/sipasync/eventbus"
-	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/sipevents"
 	"github.com/sipasync/sipasync/sipproxy"
@@ -57,13 +57,13 @@ func (c *counters) take() map[string]int {
 func main() {
 	var addr string
 	var every, delay time.Duration
-	os.Exit(app.Main("statsd", os.Args[1:], os.Stderr,
+	os.Exit(sipasync.Main("statsd", os.Args[1:], os.Stderr,
 		func(fs *pflag.FlagSet) {
 			fs.StringVar(&addr, "statsd", "127.0.0.1:8125", "statsd server host:port (UDP)")
 			fs.DurationVar(&every, "flush", time.Second, "how often counters are sent")
 			fs.DurationVar(&delay, "delay", 100*time.Millisecond, "park time before each relay (needs --async-ms-timer below 1s)")
 		},
-		func(a *app.App) error {
+		func(a *sipasync.Server) error {
 			conn, err := net.Dial("udp", addr)
 			if err != nil {
 				return fmt.Errorf("--statsd: %w", err)

@@ -9,14 +9,14 @@ package main
 import (
 	"os"
 
+	"github.com/sipasync/sipasync"
 	"github.com/sipasync/sipasync/async"
-	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/sipproxy"
 )
 
 func main() {
-	os.Exit(app.Main("taskdata", os.Args[1:], os.Stderr, nil, func(a *app.App) error {
+	os.Exit(sipasync.Main("taskdata", os.Args[1:], os.Stderr, nil, func(a *sipasync.Server) error {
 		a.Routes.Expect(routes.KindNamed, "LOG", "request_route")
 		if err := a.Routes.Route("LOG", routes.HandlerFunc(func(c *routes.Context) error {
 			data, _ := async.DataOf(c)

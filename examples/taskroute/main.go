@@ -11,19 +11,19 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/sipasync/sipasync"
 	"github.com/sipasync/sipasync/async"
-	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/sipproxy"
 )
 
 func main() {
 	var group string
-	os.Exit(app.Main("taskroute", os.Args[1:], os.Stderr,
+	os.Exit(sipasync.Main("taskroute", os.Args[1:], os.Stderr,
 		func(fs *pflag.FlagSet) {
 			fs.StringVar(&group, "group", "", `worker group for the task ("" = the default group)`)
 		},
-		func(a *app.App) error {
+		func(a *sipasync.Server) error {
 			a.Routes.Expect(routes.KindNamed, "RESUME", "request_route")
 			if err := a.Routes.Route("RESUME", routes.HandlerFunc(a.Proxy.LookupRelay)); err != nil {
 				return err

@@ -9,14 +9,14 @@ package main
 import (
 	"os"
 
+	"github.com/sipasync/sipasync"
 	"github.com/sipasync/sipasync/async"
-	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/sipproxy"
 )
 
 func main() {
-	os.Exit(app.Main("tkv", os.Args[1:], os.Stderr, nil, func(a *app.App) error {
+	os.Exit(sipasync.Main("tkv", os.Args[1:], os.Stderr, nil, func(a *sipasync.Server) error {
 		if err := a.Routes.Event(async.TKVEventRoute, routes.HandlerFunc(func(c *routes.Context) error {
 			rec, _ := async.TKVOf(c)
 			c.Logger().Info("tkv", "type", rec.Type, "key", rec.Key, "val", rec.Value)

@@ -32,9 +32,9 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/spf13/pflag"
 
+	"github.com/sipasync/sipasync"
 	"github.com/sipasync/sipasync/async"
 	"github.com/sipasync/sipasync/eventbus/evi"
-	"github.com/sipasync/sipasync/internal/app"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/sipproxy"
 	"github.com/sipasync/sipasync/transaction"
@@ -49,17 +49,17 @@ const resumeValue = "soak"
 func main() {
 	var park, hold, resumeAfter time.Duration
 	var parkSeconds time.Duration
-	os.Exit(app.Main("soakproxy", os.Args[1:], os.Stderr,
+	os.Exit(sipasync.Main("soakproxy", os.Args[1:], os.Stderr,
 		func(fs *pflag.FlagSet) {
 			fs.DurationVar(&park, "park", 50*time.Millisecond, "park time of msroute and mssleep (needs --async-ms-timer)")
 			fs.DurationVar(&parkSeconds, "park-seconds", time.Second, "park time of route and sleep (whole seconds)")
 			fs.DurationVar(&hold, "hold", 10*time.Second, "park time of hold (the caller cancels before it; up to 30s)")
 			fs.DurationVar(&resumeAfter, "resume-after", 100*time.Millisecond, "suspend: the external resume comes this much later")
 		},
-		func(a *app.App) error { return setup(a, park, parkSeconds, hold, resumeAfter) }))
+		func(a *sipasync.Server) error { return setup(a, park, parkSeconds, hold, resumeAfter) }))
 }
 
-func setup(a *app.App, park, parkSeconds, hold, resumeAfter time.Duration) error {
+func setup(a *sipasync.Server, park, parkSeconds, hold, resumeAfter time.Duration) error {
 	if err := a.Events.Declare(EventTKV); err != nil {
 		return err
 	}

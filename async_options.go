@@ -1,4 +1,4 @@
-package app
+package sipasync
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 	"github.com/sipasync/sipasync/workergroups"
 )
 
-// AsyncFlags are the async module's parameters, with Kamailio's names.
-type AsyncFlags struct {
+// AsyncOptions are the async module's parameters, with Kamailio's names.
+type AsyncOptions struct {
 	Workers       int      // async_workers: size of the default group
 	Groups        []string // async_workers_group specs
 	MsTimer       int      // ms_timer: ms resolution of the ms forms; 0 = off
@@ -21,7 +21,7 @@ type AsyncFlags struct {
 }
 
 // Register adds the async flags.
-func (f *AsyncFlags) Register(fs *pflag.FlagSet) {
+func (f *AsyncOptions) Register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.Workers, "async-workers", 1, "workers of the default group (async_workers); runs task routes and data tasks")
 	fs.StringArrayVar(&f.Groups, "async-workers-group", nil, `named worker group "name=abc;workers=4;nonblock=0;usleep=0" (async_workers_group); repeatable`)
 	fs.IntVar(&f.MsTimer, "async-ms-timer", 0, "millisecond timer resolution for MsRoute/MsSleep (ms_timer), 1..1000; 0 = off, the ms forms fail")
@@ -35,7 +35,7 @@ type AsyncParts struct {
 	Engine *async.Engine
 }
 
-func (f *AsyncFlags) build(a *App) (*AsyncParts, error) {
+func (f *AsyncOptions) build(a *Server) (*AsyncParts, error) {
 	if f.Workers < 1 {
 		return nil, fmt.Errorf("%w: --async-workers must be >= 1", ErrUsage)
 	}
@@ -68,13 +68,6 @@ func (f *AsyncFlags) build(a *App) (*AsyncParts, error) {
 	}
 	return &AsyncParts{Groups: gs, Engine: e}, nil
 }
-
-// Context returns ctx carrying the async engine, for the proxy's lifetime.
-func (p *AsyncParts) Context(ctx context.Context) context.Context {
-	return async.WithEngine(ctx, p.Engine)
-}
-
-func (p *AsyncParts) start(ctx context.Context) { p.Engine.Start(ctx) }
 
 func (p *AsyncParts) stop(ctx context.Context) {
 	p.Engine.Stop()

@@ -1,7 +1,27 @@
-// Package app is the wiring shared by cmd/sipasync and the examples: the
-// common flags, logging, the proxy and async engine built from them, signal
-// handling and graceful shutdown. A library user needs none of it.
-package app
+// Package sipasync is the public composition root of a sipasync proxy: one
+// Options struct builds the proxy, the transaction table, the timer wheel,
+// the worker groups, the async engine, the event bus and interface, device
+// state, authentication, the admin listener with its metrics and control
+// methods. A program of its own is a few lines:
+//
+//	s, err := sipasync.New(sipasync.DefaultOptions())
+//	if err != nil { ... }
+//	s.Routes.Request(s.Proxy.DefaultRoute(sipproxy.DefaultOptions{}))
+//	if err := s.Serve(ctx); err != nil { ... } // until ctx ends, then drains
+//
+// or, with cmd/sipasync's flags, config file, environment, --print-config,
+// signals and the ctl subcommand, Main:
+//
+//	os.Exit(sipasync.Main("myproxy", os.Args[1:], os.Stderr, nil, func(s *sipasync.Server) error {
+//		return s.Routes.Request(...)
+//	}))
+//
+// Start cannot leave the server half-wired: the async engine is attached
+// to the proxy when it is built and starts with it, and Start refuses a
+// route table that names a route nobody registered. sipgo's transaction
+// timers are process globals: the first server built sets them (see
+// Options.FrTimeout).
+package sipasync
 
 import (
 	"context"
@@ -13,6 +33,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,8 +56,11 @@ import (
 // ErrUsage marks errors that are the operator's (bad flag or value): exit 2.
 var ErrUsage = errors.New("usage")
 
-// Flags are the options common to every sipasync program.
-type Flags struct {
+// Options configure a Server. Each field but the last few is a flag of
+// cmd/sipasync (Register binds them, DefaultOptions returns their
+// defaults); the config file and SIPASYNC_* environment set the same keys
+// (see Main).
+type Options struct {
 	Listen          []string
 	TLSCert, TLSKey string
 	Outbound        string
@@ -56,17 +80,40 @@ type Flags struct {
 	FrTimeout       time.Duration
 	Events          []string
 
-	Async       AsyncFlags
-	DeviceState DeviceStateFlags
-	Operate     OperateFlags
+	Async       AsyncOptions
+	DeviceState DeviceStateOptions
+	Operate     OperateOptions
 	RabbitMQ    rabbitmq.Flags // the rabbitmq: event transport
-	Auth        AuthFlags      // digest authentication in the default route
+	Auth        AuthOptions    // digest authentication in the default route
+
+	// Logger, if set, is the server's logger; else one is built from
+	// LogLevel and LogFormat writing to LogWriter (nil: os.Stderr). Only a
+	// built one follows a reload's --log-level.
+	Logger    *slog.Logger
+	LogWriter io.Writer
 
 	adminDefault string // default --admin ("": EphemeralAdmin)
 }
 
+// DefaultOptions returns the options with every flag at its default, the
+// starting point of a program that builds a Server itself.
+func DefaultOptions() Options {
+	var o Options
+	o.Register(pflag.NewFlagSet("defaults", pflag.ContinueOnError))
+	return o
+}
+
+// BindFlags registers the common flags on fs and returns the options they
+// set, for a program with a flag set of its own; see Main for one with
+// cmd/sipasync's whole command line.
+func BindFlags(fs *pflag.FlagSet) *Options {
+	o := &Options{}
+	o.Register(fs)
+	return o
+}
+
 // Register adds the common flags to fs.
-func (f *Flags) Register(fs *pflag.FlagSet) {
+func (f *Options) Register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.Listen, "listen", []string{"udp:127.0.0.1:5060"}, "listening socket proto:ip[:port] (udp, tcp, tls, ws); repeatable")
 	fs.StringVar(&f.TLSCert, "tls-cert", "", "certificate file (PEM) for tls listeners")
 	fs.StringVar(&f.TLSKey, "tls-key", "", "private key file (PEM) for tls listeners")
@@ -84,7 +131,7 @@ func (f *Flags) Register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.Overload, "overload-runnable", sipproxy.DefaultOverloadRunnable, "overload control: the same while more goroutines than this wait to run (averaged); 0 ignores the run queue (both 0: overload control off)")
 	fs.IntVar(&f.OverloadHeapMiB, "overload-heap-mib", 0, "overload control: the same while the live heap (after the last GC) is over this many MiB, which bounds RSS at about twice it; 0 ignores the heap")
 	fs.DurationVar(&f.InviteTimeout, "invite-timeout", 120*time.Second, "a relayed INVITE with a provisional but no final response is cancelled and answered 408 after this")
-	fs.DurationVar(&f.FrTimeout, "fr-timeout", DefaultFrTimeout, "a relayed request with no response at all (not even 100 Trying) is answered 408 after this (Timers B and F; OpenSIPS fr_timeout, Kamailio fr_timer); 500ms to 32s")
+	fs.DurationVar(&f.FrTimeout, "fr-timeout", sipproxy.DefaultFrTimeout, "a relayed request with no response at all (not even 100 Trying) is answered 408 after this (Timers B and F; OpenSIPS fr_timeout, Kamailio fr_timer); 500ms to 32s")
 	fs.StringArrayVar(&f.Events, "event", nil, "subscribe a transport to an event: NAME=SOCKET, e.g. 'E_SIP_MESSAGE=udp:127.0.0.1:8888'; repeatable")
 	f.Async.Register(fs)
 	f.DeviceState.Register(fs)
@@ -97,14 +144,14 @@ func (f *Flags) Register(fs *pflag.FlagSet) {
 	f.Operate.Register(fs, def)
 }
 
-// Logger builds the logger from --log-level and --log-format.
-func (f *Flags) Logger(w io.Writer) (*slog.Logger, error) {
+// NewLogger builds the logger --log-level and --log-format ask for, writing to w.
+func (f *Options) NewLogger(w io.Writer) (*slog.Logger, error) {
 	l, _, err := f.logger(w)
 	return l, err
 }
 
 // logger is Logger with the level variable a reload sets.
-func (f *Flags) logger(w io.Writer) (*slog.Logger, *slog.LevelVar, error) {
+func (f *Options) logger(w io.Writer) (*slog.Logger, *slog.LevelVar, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(f.LogLevel)); err != nil {
 		return nil, nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", ErrUsage, f.LogLevel)
@@ -122,7 +169,7 @@ func (f *Flags) logger(w io.Writer) (*slog.Logger, *slog.LevelVar, error) {
 }
 
 // ProxyConfig turns the flags into a proxy configuration.
-func (f *Flags) ProxyConfig(log *slog.Logger) (sipproxy.Config, error) {
+func (f *Options) ProxyConfig(log *slog.Logger) (sipproxy.Config, error) {
 	cfg := sipproxy.Config{Outbound: f.Outbound, Domains: f.Domains, Logger: log,
 		MaxRelays: f.MaxRelays, InviteTimeout: f.InviteTimeout, MaxMessageSize: f.MaxMessageSize,
 		Overload:     sipproxy.OverloadConfig{Runnable: f.Overload, Delay: f.OverloadDelay, Heap: uint64(max(f.OverloadHeapMiB, 0)) << 20},
@@ -171,7 +218,8 @@ func (f *Flags) ProxyConfig(log *slog.Logger) (sipproxy.Config, error) {
 	if f.OverloadDelay == 0 {
 		cfg.Overload.Delay = -1
 	}
-	if !validFrTimeout(f.FrTimeout) {
+	cfg.FrTimeout = f.FrTimeout
+	if !sipproxy.ValidFrTimeout(f.FrTimeout) {
 		return cfg, fmt.Errorf("%w: --fr-timeout %s: want 500ms to 32s", ErrUsage, f.FrTimeout)
 	}
 	if f.MaxParked < 1 || f.MaxRelays < 1 {
@@ -193,10 +241,12 @@ func (f *Flags) ProxyConfig(log *slog.Logger) (sipproxy.Config, error) {
 	return cfg, nil
 }
 
-// App is a running sipasync: the proxy, its routes, the async engine, the
-// event bus and the event interface.
-type App struct {
-	Flags     *Flags
+// Server is a sipasync proxy and everything around it: the proxy, its
+// routes, the async engine, the event bus and interface, device state,
+// metrics and control. New builds it; its exported fields are for
+// registering routes, events and control methods before Start.
+type Server struct {
+	Options   *Options
 	Log       *slog.Logger
 	Routes    *routes.Table
 	Proxy     *sipproxy.Proxy
@@ -231,14 +281,15 @@ type App struct {
 	reloadMu  sync.Mutex // one reload at a time
 	eventSubs map[string]*evi.Subscriber
 	hurry     context.CancelFunc
+	startOnce atomic.Bool
 }
 
 // EventSIPMessage is the seed's event: raised for every MESSAGE with the
 // R-URI user ("user") and the body ("msg").
 const EventSIPMessage = "E_SIP_MESSAGE"
 
-// Setup registers routes on a built App before it starts.
-type Setup func(a *App) error
+// Setup registers routes on a built Server before it starts.
+type Setup func(a *Server) error
 
 // Main runs a program with the common flags plus extra ones; see Run. Its
 // admin listener defaults to a free loopback port (EphemeralAdmin), logged
@@ -248,18 +299,28 @@ func Main(name string, args []string, stderr io.Writer, extra func(fs *pflag.Fla
 		Extra: extra, Setup: setup})
 }
 
-// Build makes and starts an App from flags.
-func Build(ctx context.Context, f *Flags, logw io.Writer, setup Setup) (_ *App, err error) {
-	log, level, err := f.logger(logw)
+// New builds a server from o, with nothing listening yet: register routes
+// on s.Routes (and control methods on s.RPC), then Start or Serve. Start
+// from DefaultOptions() and change what you need: a zero Options has no
+// listener and is refused. Errors that are the options' wrap ErrUsage.
+func New(o Options) (_ *Server, rerr error) {
+	log, level := o.Logger, (*slog.LevelVar)(nil)
+	var err error
+	if log == nil {
+		w := o.LogWriter
+		if w == nil {
+			w = os.Stderr
+		}
+		if log, level, err = o.logger(w); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := o.ProxyConfig(log)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := f.ProxyConfig(log)
-	if err != nil {
-		return nil, err
-	}
-	a := &App{Flags: f, Log: log, Routes: routes.NewTable(), started: time.Now(), level: level}
-	if a.Auth, err = f.Auth.build(log); err != nil {
+	a := &Server{Options: &o, Log: log, Routes: routes.NewTable(), started: time.Now(), level: level}
+	if a.Auth, err = o.Auth.build(log); err != nil {
 		return nil, err
 	}
 	if a.Auth != nil {
@@ -287,11 +348,8 @@ func Build(ctx context.Context, f *Flags, logw io.Writer, setup Setup) (_ *App, 
 		return nil, err
 	}
 	defer func() {
-		if err != nil { // release what was made: nothing was accepted yet
-			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			a.closeDeviceState(cctx)
-			a.closeAdmin()
+		if rerr != nil { // release what was made: nothing was accepted yet
+			a.release()
 		}
 	}()
 	p, err := sipproxy.New(cfg, a.Routes)
@@ -299,7 +357,7 @@ func Build(ctx context.Context, f *Flags, logw io.Writer, setup Setup) (_ *App, 
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	a.Proxy = p
-	if a.Async, err = f.Async.build(a); err != nil {
+	if a.Async, err = o.Async.build(a); err != nil {
 		return nil, err
 	}
 	if err := a.collect(); err != nil {
@@ -308,48 +366,98 @@ func Build(ctx context.Context, f *Flags, logw io.Writer, setup Setup) (_ *App, 
 	if err := a.registerRabbitMQ(); err != nil {
 		return nil, err
 	}
-	if setup != nil {
-		if err := setup(a); err != nil {
-			return nil, fmt.Errorf("%w: routes: %v", ErrUsage, err)
-		}
-	}
-	if err := a.Routes.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: routes: %v", ErrUsage, err)
-	}
-	if err := a.subscribeEvents(f.Events); err != nil {
-		return nil, fmt.Errorf("%w: --event: %v", ErrUsage, err)
-	}
-	if err := a.serveAdmin(); err != nil {
+	a.RPC = admin.NewRPC()
+	if err := a.registerControl(a.RPC); err != nil {
 		return nil, err
 	}
-	if err := p.Start(a.Async.Context(ctx)); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
-	}
-	a.Async.start(context.WithoutCancel(ctx))
-	log.Info("sipasync started", "listen", f.Listen, "async_ms_timer", f.Async.MsTimer,
-		"node_id", a.DeviceState.ID(), "device_state", a.devstateMode, "admin", a.AdminAddr())
 	return a, nil
 }
 
-// Shutdown stops taking new transactions, lets live ones finish up to
-// --shutdown-timeout, answers what is left and stops. It returns the exit
-// status (0).
-func (a *App) Shutdown() int {
-	a.Log.Info("shutting down", "timeout", a.Flags.ShutdownTimeout.String())
-	ctx, cancel := context.WithTimeout(context.Background(), a.Flags.ShutdownTimeout)
+// Start checks the routes (Routes.Validate: a request route, and every
+// route a route Expects), subscribes the --event transports, binds the
+// admin listener and then the SIP listeners, and starts serving. A port in
+// use or a route table that cannot work is an error returned here, and
+// nothing is left running. ctx bounds start-up only; Shutdown stops.
+func (a *Server) Start(ctx context.Context) (err error) {
+	if !a.startOnce.CompareAndSwap(false, true) {
+		return errors.New("sipasync: Start called twice")
+	}
+	defer func() {
+		if err != nil {
+			a.release()
+		}
+	}()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := a.Routes.Validate(); err != nil {
+		return fmt.Errorf("%w: routes: %v", ErrUsage, err)
+	}
+	if err := a.subscribeEvents(a.Options.Events); err != nil {
+		return fmt.Errorf("%w: --event: %v", ErrUsage, err)
+	}
+	if err := a.serveAdmin(); err != nil {
+		return err
+	}
+	if err := a.Proxy.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	a.Log.Info("sipasync started", "listen", a.Options.Listen, "async_ms_timer", a.Options.Async.MsTimer,
+		"node_id", a.DeviceState.ID(), "device_state", a.devstateMode, "admin", a.AdminAddr())
+	return nil
+}
+
+// Serve starts the server and runs it until ctx ends, then shuts it down
+// with Options.ShutdownTimeout. It returns Start's error, or Shutdown's.
+func (a *Server) Serve(ctx context.Context) error {
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), a.Options.ShutdownTimeout)
+	defer cancel()
+	return a.Shutdown(sctx)
+}
+
+// release undoes New and a failed Start: nothing was accepted yet.
+func (a *Server) release() {
+	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if a.Proxy != nil {
+		a.Proxy.Close()
+	}
+	a.closeDeviceState(cctx)
+	a.closeAdmin()
+}
+
+// Shutdown drains the server as net/http's Server.Shutdown does: new
+// transactions are answered 503 with Retry-After, live and parked ones run
+// until they finish or ctx ends; then what is still parked is answered 503,
+// event transports are flushed (with a budget of their own), and
+// everything stops. It returns nil after a complete drain, or ctx's error
+// when ctx ended first (what was left was answered all the same). Hurry
+// ends the wait early.
+func (a *Server) Shutdown(ctx context.Context) error {
+	dl, _ := ctx.Deadline()
+	a.Log.Info("shutting down", "timeout", time.Until(dl).Round(time.Millisecond).String())
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a.mu.Lock()
 	a.hurry = cancel
 	a.mu.Unlock()
 	left := a.Proxy.Shutdown(ctx)
+	err := ctx.Err()
+	if err != nil && left == 0 {
+		err = nil // drained just as the time ran out
+	}
 	a.Async.stop(ctx)
 	a.closeDeviceState(ctx)
 	// Flushing the event transports has its own budget: a drain that used
 	// all of --shutdown-timeout still sends what the transports hold.
 	fctx, fcancel := context.WithTimeout(context.Background(), flushBudget)
 	defer fcancel()
-	if err := a.Events.Close(fctx); err != nil {
-		a.Log.Warn("event transports not flushed", "error", err)
+	if ferr := a.Events.Close(fctx); ferr != nil {
+		a.Log.Warn("event transports not flushed", "error", ferr)
 	}
 	_ = a.Bus.Close(fctx)
 	ps, ts, as, is := a.Proxy.Stats(), a.Proxy.Transactions().Stats(), a.Async.Engine.Stats(), a.Proxy.InputStats()
@@ -363,7 +471,7 @@ func (a *App) Shutdown() int {
 		"parks", as.Parks, "resumes", as.Resumes, "resume_refused", as.ResumeRefused,
 		"expired", ts.Expired, "canceled", ts.Canceled, "late_cancels", ts.LateCancels)
 	a.closeAdmin()
-	return 0
+	return err
 }
 
 // flushBudget bounds how long Shutdown waits for event transports to send
@@ -372,7 +480,7 @@ const flushBudget = 5 * time.Second
 
 // RaiseSIPMessage raises E_SIP_MESSAGE for a MESSAGE request (the seed's
 // sample script) when someone subscribed to it.
-func (a *App) RaiseSIPMessage(c *routes.Context) {
+func (a *Server) RaiseSIPMessage(c *routes.Context) {
 	if !a.Events.Probe(EventSIPMessage) {
 		return
 	}
@@ -386,8 +494,8 @@ func (a *App) RaiseSIPMessage(c *routes.Context) {
 // registerRabbitMQ makes rabbitmq: and rabbitmqs: sockets available to
 // --event and SubscribeEvent, with the --rabbitmq-* flags as defaults, and
 // puts the transport's counters on /metrics.
-func (a *App) registerRabbitMQ() error {
-	opts, err := a.Flags.RabbitMQ.Options()
+func (a *Server) registerRabbitMQ() error {
+	opts, err := a.Options.RabbitMQ.Options()
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}

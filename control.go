@@ -1,4 +1,4 @@
-package app
+package sipasync
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -23,7 +24,7 @@ import (
 
 // The control methods, Kamailio-style module.command names. Each reads the
 // packages' own Stats or acts through their public API.
-func (a *App) registerControl(r *admin.RPC) error {
+func (a *Server) registerControl(r *admin.RPC) error {
 	type method struct {
 		name, help string
 		params     []string
@@ -31,7 +32,7 @@ func (a *App) registerControl(r *admin.RPC) error {
 	}
 	ms := []method{
 		{"core.uptime", "when the process started and for how long it runs", nil, a.rpcUptime},
-		{"core.version", "sipasync, Go and sipgo versions", nil, a.rpcVersion},
+		{"core.version", "sipasync version and VCS revision, Go and sipgo versions", nil, a.rpcVersion},
 		{"core.reload", "reload what can change safely (log level, --event subscriptions) from the config file and environment, as SIGHUP", nil, a.rpcReload},
 		{"tm.stats", "transaction table and proxy counters", nil, a.rpcTMStats},
 		{"async.list", "parked transactions: token, Call-ID, age, target route", []string{"limit?"}, a.rpcAsyncList},
@@ -41,7 +42,7 @@ func (a *App) registerControl(r *admin.RPC) error {
 		{"bus.subscribers", "event bus subscriptions: queue depth, high water, delivered, dropped", nil, a.rpcBusSubscribers},
 		{"events.list", "declared events and their transport subscribers", nil, a.rpcEventsList},
 		{"events.raise", "raise a declared event with attributes (an object of name: value)", []string{"event", "attrs?"}, a.rpcEventsRaise},
-		{"devstate.get", "a device's aggregated state and the views of each node", []string{"device"}, a.rpcDevstateGet},
+		{"devstate.get", "a device's aggregated state and the views of each node; device is user, user@domain or sip:user@domain", []string{"device"}, a.rpcDevstateGet},
 		{"devstate.list", "every known device and its state", nil, a.rpcDevstateList},
 	}
 	for _, m := range ms {
@@ -52,38 +53,85 @@ func (a *App) registerControl(r *admin.RPC) error {
 	return nil
 }
 
-func (a *App) rpcUptime(context.Context, json.RawMessage) (any, error) {
+func (a *Server) rpcUptime(context.Context, json.RawMessage) (any, error) {
 	up := time.Since(a.started)
 	return map[string]any{"started": a.started.UTC().Format(time.RFC3339), "uptime": up.Round(time.Second).String(),
 		"uptime_seconds": int64(up.Seconds())}, nil
 }
 
-// Version is the build's module version, "(devel)" for a source build.
-func Version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
+// ModulePath is this module's path, as a program's build info names it.
+const ModulePath = "github.com/sipasync/sipasync"
+
+// BuildInfo says which sipasync a binary carries: the module version (the
+// main module's, or the dependency's in a program of a user's own module;
+// "(devel)" for a build of a checkout), the VCS revision and whether the
+// tree had local changes (for a build of a checkout), and the Go and sipgo
+// versions.
+type BuildInfo struct {
+	Version  string `json:"version"`
+	Revision string `json:"revision,omitempty"`
+	Modified bool   `json:"modified,omitempty"`
+	Go       string `json:"go"`
+	Sipgo    string `json:"sipgo,omitempty"`
+	OSArch   string `json:"os_arch"`
 }
 
-func (a *App) rpcVersion(context.Context, json.RawMessage) (any, error) {
-	out := map[string]any{"version": Version(), "go": runtime.Version(), "os_arch": runtime.GOOS + "/" + runtime.GOARCH}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == "github.com/emiago/sipgo" {
-				out["sipgo"] = d.Version
+// ReadBuildInfo returns the BuildInfo of the running binary.
+func ReadBuildInfo() BuildInfo {
+	out := BuildInfo{Version: "(devel)", Go: runtime.Version(), OSArch: runtime.GOOS + "/" + runtime.GOARCH}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return out
+	}
+	mods := append([]*debug.Module{&bi.Main}, bi.Deps...)
+	for _, m := range mods {
+		switch m.Path {
+		case ModulePath:
+			if m.Version != "" {
+				out.Version = m.Version
 			}
+		case "github.com/emiago/sipgo":
+			out.Sipgo = m.Version
 		}
+	}
+	if bi.Main.Path == ModulePath {
 		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				out["revision"] = s.Value
+			switch s.Key {
+			case "vcs.revision":
+				out.Revision = s.Value
+			case "vcs.modified":
+				out.Modified = s.Value == "true"
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
-func (a *App) rpcReload(context.Context, json.RawMessage) (any, error) {
+// Version is the sipasync module version of the running binary.
+func Version() string { return ReadBuildInfo().Version }
+
+// String is the --version line.
+func (b BuildInfo) String() string {
+	s := b.Version
+	if b.Revision != "" {
+		s += " (" + b.Revision
+		if b.Modified {
+			s += ", modified"
+		}
+		s += ")"
+	}
+	s += " " + b.Go + " " + b.OSArch
+	if b.Sipgo != "" {
+		s += " sipgo " + b.Sipgo
+	}
+	return s
+}
+
+func (a *Server) rpcVersion(context.Context, json.RawMessage) (any, error) {
+	return ReadBuildInfo(), nil
+}
+
+func (a *Server) rpcReload(context.Context, json.RawMessage) (any, error) {
 	rep, err := a.Reload()
 	if err != nil {
 		return nil, err
@@ -91,7 +139,7 @@ func (a *App) rpcReload(context.Context, json.RawMessage) (any, error) {
 	return rep, nil
 }
 
-func (a *App) rpcTMStats(context.Context, json.RawMessage) (any, error) {
+func (a *Server) rpcTMStats(context.Context, json.RawMessage) (any, error) {
 	ps, ts := a.Proxy.Stats(), a.Proxy.Transactions().Stats()
 	return map[string]any{
 		"live": ts.Live, "parked": ts.Parked, "draining": a.Proxy.Draining(),
@@ -118,7 +166,7 @@ type ParkedInfo struct {
 	DeadlineIn string  `json:"deadline_in"` // until the suspend deadline answers it
 }
 
-func (a *App) rpcAsyncList(_ context.Context, p json.RawMessage) (any, error) {
+func (a *Server) rpcAsyncList(_ context.Context, p json.RawMessage) (any, error) {
 	in := struct {
 		Limit int `json:"limit"`
 	}{Limit: 1000}
@@ -159,7 +207,7 @@ func parseToken(s string) (transaction.Token, error) {
 	return tok, nil
 }
 
-func (a *App) rpcAsyncResume(_ context.Context, p json.RawMessage) (any, error) {
+func (a *Server) rpcAsyncResume(_ context.Context, p json.RawMessage) (any, error) {
 	var in struct {
 		Token string    `json:"token"`
 		Value admin.Str `json:"value"`
@@ -197,7 +245,7 @@ func (a *App) rpcAsyncResume(_ context.Context, p json.RawMessage) (any, error) 
 	return map[string]any{"resumed": tok.String(), "queued": true}, nil
 }
 
-func (a *App) rpcAsyncCancel(_ context.Context, p json.RawMessage) (any, error) {
+func (a *Server) rpcAsyncCancel(_ context.Context, p json.RawMessage) (any, error) {
 	in := struct {
 		Token  string `json:"token"`
 		Code   int    `json:"code"`
@@ -249,7 +297,7 @@ type GroupInfo struct {
 	Spec      string `json:"spec"`
 }
 
-func (a *App) rpcWGList(context.Context, json.RawMessage) (any, error) {
+func (a *Server) rpcWGList(context.Context, json.RawMessage) (any, error) {
 	out := []GroupInfo{}
 	for _, g := range a.Async.Groups.List() {
 		s := g.Stats()
@@ -273,7 +321,7 @@ type SubscriptionInfo struct {
 	Policy    string `json:"policy"`
 }
 
-func (a *App) rpcBusSubscribers(context.Context, json.RawMessage) (any, error) {
+func (a *Server) rpcBusSubscribers(context.Context, json.RawMessage) (any, error) {
 	out := []SubscriptionInfo{}
 	for _, s := range a.Bus.Stats() {
 		out = append(out, SubscriptionInfo{Topic: s.Topic, Name: s.Name, Policy: s.Policy.String(),
@@ -283,7 +331,7 @@ func (a *App) rpcBusSubscribers(context.Context, json.RawMessage) (any, error) {
 	return out, nil
 }
 
-func (a *App) rpcEventsList(context.Context, json.RawMessage) (any, error) {
+func (a *Server) rpcEventsList(context.Context, json.RawMessage) (any, error) {
 	subs := map[string][]string{}
 	transports := []map[string]any{}
 	for _, s := range a.Events.Subscribers() {
@@ -304,7 +352,7 @@ func (a *App) rpcEventsList(context.Context, json.RawMessage) (any, error) {
 		"refused_invalid": st.Invalid, "events": events, "transports": transports}, nil
 }
 
-func (a *App) rpcEventsRaise(_ context.Context, p json.RawMessage) (any, error) {
+func (a *Server) rpcEventsRaise(_ context.Context, p json.RawMessage) (any, error) {
 	var in struct {
 		Event string          `json:"event"`
 		Attrs json.RawMessage `json:"attrs"`
@@ -385,7 +433,7 @@ func deviceInfo(c devicestate.Change, views bool) DeviceInfo {
 	return d
 }
 
-func (a *App) rpcDevstateGet(_ context.Context, p json.RawMessage) (any, error) {
+func (a *Server) rpcDevstateGet(_ context.Context, p json.RawMessage) (any, error) {
 	var in struct {
 		Device admin.Str `json:"device"`
 	}
@@ -395,13 +443,35 @@ func (a *App) rpcDevstateGet(_ context.Context, p json.RawMessage) (any, error) 
 	if in.Device == "" {
 		return nil, admin.InvalidParams("param \"device\" is empty")
 	}
-	if c, ok := a.DeviceState.Change(string(in.Device)); ok {
-		return deviceInfo(c, true), nil
+	for _, name := range deviceNames(string(in.Device)) {
+		if c, ok := a.DeviceState.Change(name); ok {
+			return deviceInfo(c, true), nil
+		}
 	}
 	return DeviceInfo{Device: string(in.Device), State: a.DeviceState.Get(string(in.Device)).String()}, nil
 }
 
-func (a *App) rpcDevstateList(context.Context, json.RawMessage) (any, error) {
+// deviceNames are the names devstate.get tries for what an operator
+// typed: as given, without a sip:/sips: scheme, and the user part alone
+// (the registrar keys devices by user unless it serves several domains),
+// so "alice", "alice@example.com" and "sip:alice@example.com" all find
+// alice.
+func deviceNames(s string) []string {
+	out := []string{s}
+	if rest, ok := strings.CutPrefix(s, "sip:"); ok {
+		s = rest
+		out = append(out, s)
+	} else if rest, ok := strings.CutPrefix(s, "sips:"); ok {
+		s = rest
+		out = append(out, s)
+	}
+	if user, _, ok := strings.Cut(s, "@"); ok && user != "" {
+		out = append(out, user)
+	}
+	return out
+}
+
+func (a *Server) rpcDevstateList(context.Context, json.RawMessage) (any, error) {
 	out := []DeviceInfo{}
 	for _, m := range a.DeviceState.Cache().Snapshot() {
 		if c, ok := devicestate.StateType.Payload(m); ok {

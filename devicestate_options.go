@@ -1,4 +1,4 @@
-package app
+package sipasync
 
 import (
 	"context"
@@ -13,9 +13,9 @@ import (
 	"github.com/sipasync/sipasync/sipproxy"
 )
 
-// DeviceStateFlags configure device state: in-process by default, over
+// DeviceStateOptions configure device state: in-process by default, over
 // NATS JetStream with --cluster.
-type DeviceStateFlags struct {
+type DeviceStateOptions struct {
 	Cluster string
 	NodeID  string
 	Domain  string
@@ -25,7 +25,7 @@ type DeviceStateFlags struct {
 }
 
 // Register adds the device state flags to fs.
-func (f *DeviceStateFlags) Register(fs *pflag.FlagSet) {
+func (f *DeviceStateOptions) Register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.Cluster, "cluster", "", "NATS server(s) with JetStream for distributed device state, e.g. nats://127.0.0.1:4222 (comma-separated); empty: in-process, this node only")
 	fs.StringVar(&f.NodeID, "node-id", "", "this node's name in the cluster: letters, digits, - and _ (default: the host name)")
 	fs.DurationVar(&f.Expiry, "devstate-expiry", devicestate.DefaultExpiry, "a node not heard from for this long is gone: its devices read UNAVAILABLE")
@@ -35,7 +35,7 @@ func (f *DeviceStateFlags) Register(fs *pflag.FlagSet) {
 }
 
 // options checks the flags and turns them into devicestate options.
-func (f *DeviceStateFlags) options(a *App) (devicestate.Options, error) {
+func (f *DeviceStateOptions) options(a *Server) (devicestate.Options, error) {
 	o := devicestate.Options{NodeID: f.NodeID, Bus: a.Bus, BusyAt: f.BusyAt, Logger: a.Log}
 	if f.BusyAt < 0 {
 		return o, fmt.Errorf("%w: --devstate-busy-at must be >= 0", ErrUsage)
@@ -55,11 +55,11 @@ func (f *DeviceStateFlags) options(a *App) (devicestate.Options, error) {
 	return o, nil
 }
 
-// wireDeviceState makes the App's device state node, makes it the default
+// wireDeviceState makes the Server's device state node, makes it the default
 // one (devicestate.Get) and hooks it to the proxy: call events, and the
 // registrar's changes after the ones already hooked (the event publisher).
-func (a *App) wireDeviceState(cfg *sipproxy.Config) error {
-	o, err := a.Flags.DeviceState.options(a)
+func (a *Server) wireDeviceState(cfg *sipproxy.Config) error {
+	o, err := a.Options.DeviceState.options(a)
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ const devstateCloseBudget = 2 * time.Second
 // what is left of ctx: a shutdown that spent --shutdown-timeout waiting for
 // live transactions still tells the other nodes at once that this one is
 // gone, instead of leaving them to wait for the expiry.
-func (a *App) closeDeviceState(ctx context.Context) {
+func (a *Server) closeDeviceState(ctx context.Context) {
 	if a.DeviceState == nil {
 		return
 	}

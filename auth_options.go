@@ -1,4 +1,4 @@
-package app
+package sipasync
 
 import (
 	"fmt"
@@ -12,9 +12,9 @@ import (
 	"github.com/sipasync/sipasync/sipauth"
 )
 
-// AuthFlags configure digest authentication (package sipauth) in the
+// AuthOptions configure digest authentication (package sipauth) in the
 // default route. Without --auth-file nothing is challenged.
-type AuthFlags struct {
+type AuthOptions struct {
 	File        string
 	Realm       string
 	Methods     []string
@@ -23,7 +23,7 @@ type AuthFlags struct {
 }
 
 // Register adds the --auth-* flags.
-func (f *AuthFlags) Register(fs *pflag.FlagSet) {
+func (f *AuthOptions) Register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.File, "auth-file", "", "digest credentials, one a line: user:realm:password, user:realm:MD5:HA1 or user:realm:SHA-256:HA1; set, the default route challenges --auth-methods")
 	fs.StringVar(&f.Realm, "auth-realm", sipauth.DefaultRealm, "digest realm challenged with; --auth-file must have users in it")
 	fs.StringSliceVar(&f.Methods, "auth-methods", sipauth.DefaultMethods, "methods challenged (REGISTER: 401, others: 407), comma-separated")
@@ -32,7 +32,7 @@ func (f *AuthFlags) Register(fs *pflag.FlagSet) {
 }
 
 // build loads the credentials file: nil without --auth-file.
-func (f *AuthFlags) build(log *slog.Logger) (*sipauth.Auth, error) {
+func (f *AuthOptions) build(log *slog.Logger) (*sipauth.Auth, error) {
 	if f.File == "" {
 		return nil, nil
 	}

@@ -1,4 +1,4 @@
-package app
+package sipasync
 
 import (
 	"bytes"
@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/pflag"
@@ -27,9 +26,9 @@ import (
 	"github.com/sipasync/sipasync/transaction"
 )
 
-// OperateFlags are the operator's options: the admin listener (metrics and
+// OperateOptions are the operator's options: the admin listener (metrics and
 // control), the config file, and printing the effective configuration.
-type OperateFlags struct {
+type OperateOptions struct {
 	Admin       string // host:port of the admin listener; "" or "off": none
 	AdminToken  string // bearer token required on the admin listener
 	Config      string // YAML config file
@@ -37,34 +36,19 @@ type OperateFlags struct {
 }
 
 // EphemeralAdmin is the default --admin of the examples and of programs
-// built with Flags directly: loopback, a free port (logged at start-up), so
+// built with Options directly: loopback, a free port (logged at start-up), so
 // that many can run side by side. cmd/sipasync uses admin.DefaultAddr.
 const EphemeralAdmin = "127.0.0.1:0"
 
-// txLinger is how long sipgo keeps a completed transaction to absorb
-// retransmissions (see Timer_J in setTimers).
-const txLinger = 5 * time.Second
-
-// DefaultFrTimeout is --fr-timeout's default, OpenSIPS's fr_timeout.
-const DefaultFrTimeout = 5 * time.Second
-
-// validFrTimeout: from T1 to 64×T1.
-func validFrTimeout(d time.Duration) bool { return d >= 500*time.Millisecond && d <= 32*time.Second }
-
-// acceptedLinger is how long an INVITE's transactions outlive its 2xx
-// (see Timers L and M in setTimers): T1, the time a retransmission of the
-// INVITE already on its way may still take.
-const acceptedLinger = 500 * time.Millisecond
-
 // Register adds the operator flags; def is the default --admin.
-func (f *OperateFlags) Register(fs *pflag.FlagSet, def string) {
+func (f *OperateOptions) Register(fs *pflag.FlagSet, def string) {
 	fs.StringVar(&f.Admin, "admin", def, `admin listener host:port: Prometheus /metrics and JSON-RPC control on /rpc ("" or off: none; a non-loopback address needs --admin-token)`)
 	fs.StringVar(&f.AdminToken, "admin-token", "", "bearer token the admin listener requires (Authorization: Bearer TOKEN); sipasync ctl sends it")
 	fs.StringVar(&f.Config, "config", "", "YAML config file: keys are flag names (log-level: debug) or nested by first word (async: {workers: 4})")
 	fs.BoolVar(&f.PrintConfig, "print-config", false, "print the effective configuration (flags > SIPASYNC_* env > --config file > defaults), secrets redacted, and exit")
 }
 
-func (f *OperateFlags) adminOn() bool { return f.Admin != "" && f.Admin != "off" }
+func (f *OperateOptions) adminOn() bool { return f.Admin != "" && f.Admin != "off" }
 
 // Program describes a sipasync program for Run.
 type Program struct {
@@ -85,11 +69,11 @@ var errHelp = errors.New("help")
 // flag set in use: the program's own flags are shadowed (parsed as plain
 // strings, never bound to the running program's variables), so that a key
 // that is neither common nor the program's is still an error.
-func (p *Program) flags(running *pflag.FlagSet) (*Flags, *pflag.FlagSet, map[string]config.Source, error) {
+func (p *Program) flags(running *pflag.FlagSet) (*Options, *pflag.FlagSet, map[string]config.Source, error) {
 	reload := running != nil
 	fs := pflag.NewFlagSet(p.Name, pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	f := &Flags{adminDefault: p.Admin}
+	f := &Options{adminDefault: p.Admin}
 	f.Register(fs)
 	if !reload && p.Extra != nil {
 		p.Extra(fs)
@@ -101,17 +85,25 @@ func (p *Program) flags(running *pflag.FlagSet) (*Flags, *pflag.FlagSet, map[str
 			}
 		})
 	}
-	var help *bool
+	var help, version *bool
 	if fs.Lookup("help") == nil {
 		help = fs.BoolP("help", "h", false, "show this help")
+	}
+	if fs.Lookup("version") == nil {
+		version = fs.Bool("version", false, "print the version (module version, VCS revision, Go, sipgo) and exit")
 	}
 	if err := fs.Parse(p.Args); err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: %v (see --help)", ErrUsage, err)
 	}
 	if help != nil && *help {
 		fs.SetOutput(p.Stderr)
-		fmt.Fprintf(p.Stderr, "Usage of %s:\n", p.Name)
+		fmt.Fprintf(p.Stderr, "Usage:\n  %[1]s [flags]                 run the proxy\n"+
+			"  %[1]s ctl METHOD [PARAMS...]  call a running proxy's control interface (%[1]s ctl --help)\n\nFlags:\n", p.Name)
 		fs.PrintDefaults()
+		return nil, nil, nil, errHelp
+	}
+	if version != nil && *version {
+		fmt.Fprintf(p.Stdout, "%s %s\n", p.Name, ReadBuildInfo())
 		return nil, nil, nil, errHelp
 	}
 	if fs.NArg() > 0 {
@@ -139,7 +131,7 @@ func (p *Program) flags(running *pflag.FlagSet) (*Flags, *pflag.FlagSet, map[str
 }
 
 // Run runs a program: "ctl ..." calls a running one's control interface;
-// otherwise it layers flags, environment and config file, builds the App,
+// otherwise it layers flags, environment and config file, builds the Server,
 // lets Setup register routes, starts it and serves signals until it stops:
 //
 //   - SIGINT, SIGTERM: stop — refuse new transactions (503 + Retry-After),
@@ -175,20 +167,29 @@ func Run(p Program) int {
 	}
 	if f.Operate.PrintConfig {
 		var b bytes.Buffer
-		if err := config.Print(&b, fs, src, "config", "print-config", "help"); err != nil {
+		if err := config.Print(&b, fs, src, "config", "print-config", "help", "version"); err != nil {
 			fmt.Fprintf(p.Stderr, "%s: %v\n", p.Name, err)
 			return 1
 		}
 		_, _ = p.Stdout.Write(b.Bytes())
 		return 0
 	}
-	setTimers(f.FrTimeout)
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR2, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a, err := Build(ctx, f, p.Stderr, p.Setup)
+	f.LogWriter = p.Stderr
+	a, err := New(*f)
+	if err == nil && p.Setup != nil {
+		if err = p.Setup(a); err != nil {
+			a.release()
+			err = fmt.Errorf("%w: %w", ErrUsage, err)
+		}
+	}
+	if err == nil {
+		err = a.Start(ctx)
+	}
 	if err != nil {
 		fmt.Fprintf(p.Stderr, "%s: %v\n", p.Name, strings.TrimPrefix(err.Error(), "usage: "))
 		return 2
@@ -222,15 +223,21 @@ wait:
 			}
 		}
 	}()
+	sctx, scancel := context.WithTimeout(context.Background(), f.ShutdownTimeout)
+	defer scancel()
 	if lame {
-		return a.LameDuck()
+		a.LameDuck()
 	}
-	return a.Shutdown()
+	if err := a.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(p.Stderr, "%s: %v\n", p.Name, err)
+		return 1
+	}
+	return 0
 }
 
 // observe hooks the per-message metrics into the proxy configuration,
 // after the hooks already there.
-func (a *App) observe(cfg *sipproxy.Config) error {
+func (a *Server) observe(cfg *sipproxy.Config) error {
 	a.Registry = prometheus.NewRegistry()
 	if err := a.Registry.Register(collectors.NewGoCollector()); err != nil {
 		return err
@@ -256,7 +263,7 @@ func (a *App) observe(cfg *sipproxy.Config) error {
 }
 
 // collect registers the scrape-time collector over the built parts.
-func (a *App) collect() error {
+func (a *Server) collect() error {
 	src := metrics.Sources{
 		Proxy:        a.Proxy.Stats,
 		Transactions: a.Proxy.Transactions().Stats,
@@ -281,12 +288,8 @@ func (a *App) collect() error {
 }
 
 // serveAdmin starts the admin listener when --admin is on.
-func (a *App) serveAdmin() error {
-	a.RPC = admin.NewRPC()
-	if err := a.registerControl(a.RPC); err != nil {
-		return err
-	}
-	o := a.Flags.Operate
+func (a *Server) serveAdmin() error {
+	o := a.Options.Operate
 	if !o.adminOn() {
 		return nil
 	}
@@ -299,14 +302,14 @@ func (a *App) serveAdmin() error {
 }
 
 // AdminAddr returns the admin listener's address ("" when off).
-func (a *App) AdminAddr() string {
+func (a *Server) AdminAddr() string {
 	if a.admin == nil {
 		return ""
 	}
 	return a.admin.Addr()
 }
 
-func (a *App) closeAdmin() {
+func (a *Server) closeAdmin() {
 	if a.admin == nil {
 		return
 	}
@@ -317,7 +320,7 @@ func (a *App) closeAdmin() {
 
 // subscribeEvents subscribes the --event values and remembers each
 // subscriber by its value, for reloads.
-func (a *App) subscribeEvents(values []string) error {
+func (a *Server) subscribeEvents(values []string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.eventSubs == nil {
@@ -336,7 +339,7 @@ func (a *App) subscribeEvents(values []string) error {
 	return nil
 }
 
-func (a *App) subscribeOne(v string) (*evi.Subscriber, error) {
+func (a *Server) subscribeOne(v string) (*evi.Subscriber, error) {
 	name, _, err := evi.ParseEventFlag(v)
 	if err != nil {
 		return nil, err
@@ -361,7 +364,7 @@ type ReloadReport struct {
 // subscribed, removed ones unsubscribed after sending what they hold).
 // Other changes are reported as needing a restart. Command-line flags still
 // win. A config file that no longer parses is an error and changes nothing.
-func (a *App) Reload() (ReloadReport, error) {
+func (a *Server) Reload() (ReloadReport, error) {
 	rep := ReloadReport{Reloaded: []string{}, NotReloaded: []string{}, Errors: []string{}}
 	if a.program == nil || a.flagSet == nil {
 		return rep, errors.New("reload: this program was not started by app.Run")
@@ -408,7 +411,7 @@ func (a *App) Reload() (ReloadReport, error) {
 }
 
 // syncEvents makes the subscriptions those of values.
-func (a *App) syncEvents(values []string) (done, errs []string) {
+func (a *Server) syncEvents(values []string) (done, errs []string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for v, sub := range a.eventSubs {
@@ -434,7 +437,7 @@ func (a *App) syncEvents(values []string) (done, errs []string) {
 	return done, errs
 }
 
-func (a *App) eventValues() []string {
+func (a *Server) eventValues() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := make([]string, 0, len(a.eventSubs))
@@ -445,21 +448,19 @@ func (a *App) eventValues() []string {
 	return out
 }
 
-// LameDuck drains for a planned stop: new transactions are answered 503
-// with Retry-After at once, parked ones resume on their own schedule (or are
-// answered 503 at --shutdown-timeout), event transports are flushed, and it
-// returns 0 as Shutdown does.
-func (a *App) LameDuck() int {
+// LameDuck announces a planned stop: from now new transactions are
+// answered 503 with Retry-After, while live and parked ones go on; a
+// Shutdown then drains them.
+func (a *Server) LameDuck() {
 	a.Proxy.Drain()
 	ts := a.Proxy.Transactions().Stats()
 	a.Log.Info("lame duck: refusing new transactions, draining", "live", ts.Live, "parked", ts.Parked,
-		"timeout", a.Flags.ShutdownTimeout.String())
-	return a.Shutdown()
+		"timeout", a.Options.ShutdownTimeout.String())
 }
 
 // Hurry ends the wait of a Shutdown in progress: what is still parked is
 // answered now.
-func (a *App) Hurry() {
+func (a *Server) Hurry() {
 	a.mu.Lock()
 	h := a.hurry
 	a.mu.Unlock()
@@ -512,41 +513,3 @@ func (v *shadowSlice) Replace(s []string) error {
 	return nil
 }
 func (v *shadowSlice) GetSlice() []string { return slices.Clone(v.vals) }
-
-// setTimers sets sipgo's transaction timers, which are process globals: Run
-// calls it once, before anything is started.
-func setTimers(frTimeout time.Duration) {
-	// Timer I = 0 ends a confirmed INVITE server transaction at once
-	// instead of keeping it (and a goroutine per unread ACK) for 5 s; ACK
-	// retransmissions then reach the request route as stray ACKs, which it
-	// drops.
-	sip.Timer_I = 0
-	// Completed transactions linger 5 s, Kamailio's wait timer (wt_timer),
-	// instead of sipgo's 64×T1 (32 s) for Timer J (non-INVITE server) and
-	// D (INVITE client after a 3xx-6xx, non-INVITE client): each keeps its
-	// parsed messages (~10 KiB), so a relay at 1,000 calls/s held ~330 MiB
-	// of heap in finished transactions (see benchmarks/RESULTS.md). A
-	// retransmission later than that is handled as Kamailio handles it
-	// after wt_timer.
-	sip.Timer_J, sip.Timer_D = txLinger, txLinger
-	// An INVITE's transactions end acceptedLinger after its 2xx (Timers L
-	// and M, RFC 6026's Accepted state): they hold the largest messages
-	// (INVITE and 2xx with SDP), and what they are kept for is covered
-	// otherwise. The caller stops retransmitting the INVITE at the 100
-	// Trying the proxy sends at once, and a 2xx the callee retransmits
-	// later is sent on statelessly by Via (sipproxy, RFC 3261 16.7).
-	// Halves a relay's memory (benchmarks/RESULTS.md, "Flood").
-	sip.Timer_L, sip.Timer_M = acceptedLinger, acceptedLinger
-	// Timers B and F (no response at all to a request sent) are
-	// --fr-timeout, OpenSIPS's fr_timeout (5 s), instead of 64×T1 (32 s): a
-	// next hop silent that long is gone, and what is left waiting for it
-	// retransmits all the while. A bad value is left for Build to refuse.
-	// Timer H (a 3xx-6xx retransmitted until its ACK) stays 64×T1, as in
-	// Kamailio (fr_timer, 30 s): the caller is alive, and a final response
-	// sent fewer times is lost for good by a receiver busy for a few
-	// seconds (5 s allowed 4 transmissions, 32 s about 11).
-	if validFrTimeout(frTimeout) {
-		sip.Timer_B, sip.Timer_F = frTimeout, frTimeout
-	}
-	sip.Timer_H = 64 * sip.T1
-}

@@ -1,4 +1,4 @@
-package app
+package sipasync
 
 import (
 	"bytes"
@@ -28,7 +28,7 @@ func Ctl(name string, args []string, stdout, stderr io.Writer, environ []string)
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.SetInterspersed(false)
-	var op OperateFlags
+	var op OperateOptions
 	op.Register(fs, admin.DefaultAddr)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the answer")
@@ -42,7 +42,7 @@ func Ctl(name string, args []string, stdout, stderr io.Writer, environ []string)
 	}
 	if *help || fs.NArg() == 0 {
 		fmt.Fprintf(stderr, "Usage: %s [--admin host:port] [--json] METHOD [PARAMS...]\n", name)
-		fmt.Fprintln(stderr, "  e.g. tm.stats; async.list; async.resume 3:1; devstate.get device=alice; system.listMethods")
+		fmt.Fprintln(stderr, "  e.g. tm.stats; async.list; async.resume 3:1:1; devstate.get device=alice; system.listMethods")
 		fs.SetOutput(stderr)
 		fs.PrintDefaults()
 		if *help {
