@@ -393,6 +393,9 @@ func (a *Server) Start(ctx context.Context) (err error) {
 	if err := a.Routes.Validate(); err != nil {
 		return fmt.Errorf("%w: routes: %v", ErrUsage, err)
 	}
+	if err := a.checkNeeds(); err != nil {
+		return fmt.Errorf("%w: routes: %v", ErrUsage, err)
+	}
 	if err := a.subscribeEvents(a.Options.Events); err != nil {
 		return fmt.Errorf("%w: --event: %v", ErrUsage, err)
 	}
@@ -405,6 +408,23 @@ func (a *Server) Start(ctx context.Context) (err error) {
 	a.Log.Info("sipasync started", "listen", a.Options.Listen, "async_ms_timer", a.Options.Async.MsTimer,
 		"node_id", a.DeviceState.ID(), "device_state", a.devstateMode, "admin", a.AdminAddr())
 	return nil
+}
+
+// checkNeeds refuses what the routes declared they need and the server
+// does not have (routes.Table.ExpectGroup, ExpectMsTimer).
+func (a *Server) checkNeeds() error {
+	var errs []error
+	for _, n := range a.Routes.Needs() {
+		switch {
+		case n.Group != "":
+			if _, err := a.Async.Groups.Lookup(n.Group); err != nil {
+				errs = append(errs, fmt.Errorf("%s names worker group %q, which is not configured (--async-workers-group name=%s;...)", n.By, n.Group, n.Group))
+			}
+		case a.Options.Async.MsTimer == 0:
+			errs = append(errs, fmt.Errorf("%s uses the millisecond forms, but the ms timer is off (set --async-ms-timer)", n.By))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Serve starts the server and runs it until ctx ends, then shuts it down

@@ -195,3 +195,32 @@ func TestPackagesWiredByHandCannotBeHalfWired(t *testing.T) {
 	defer p.Close()
 	require.Equal(t, "SIP/2.0 404 Not Found", send(t, p.Listeners()[0].Addr(), "MESSAGE", "by-hand-1"))
 }
+
+func TestStartRefusesWhatTheRoutesNeedAndTheServerLacks(t *testing.T) {
+	o := testOptions(t)
+	o.Async.MsTimer = 0
+	s, err := New(o)
+	require.NoError(t, err)
+	require.NoError(t, s.Routes.Request(routes.HandlerFunc(func(c *routes.Context) error {
+		return async.TaskGroupRoute(c, "R", "abc")
+	})))
+	s.Routes.ExpectGroup("abc", "request_route")
+	s.Routes.ExpectMsTimer("route[R]")
+	err = s.Start(context.Background())
+	require.ErrorIs(t, err, ErrUsage)
+	require.ErrorContains(t, err, `request_route names worker group "abc", which is not configured`)
+	require.ErrorContains(t, err, "route[R] uses the millisecond forms, but the ms timer is off")
+
+	o = testOptions(t)
+	o.Async.MsTimer = 10
+	o.Async.Groups = []string{"name=abc;workers=1;nonblock=0;usleep=0"}
+	s, err = New(o)
+	require.NoError(t, err)
+	require.NoError(t, s.Routes.Request(routes.HandlerFunc(func(c *routes.Context) error { return c.Reply(404, "Not Found") })))
+	s.Routes.ExpectGroup("abc", "request_route")
+	s.Routes.ExpectMsTimer("route[R]")
+	require.NoError(t, s.Start(context.Background()), "with the group and the ms timer, it starts")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	require.NoError(t, s.Shutdown(ctx))
+}

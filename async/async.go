@@ -35,12 +35,18 @@ import (
 
 // Errors returned by the async functions. They are wrapped with detail.
 var (
-	ErrNoEngine     = errors.New("async: no async engine attached to this route's proxy")
-	ErrDelay        = errors.New("async: delay out of range")
-	ErrMsTimerOff   = errors.New("async: millisecond timer is off (set --async-ms-timer)")
-	ErrRouteKind    = errors.New("async: not allowed in this route")
-	ErrNoTx         = errors.New("async: no transaction to suspend")
-	ErrTooLong      = errors.New("async: delay not shorter than the suspend timeout")
+	// Programming errors of a route (routes.ErrProgramming): the proxy
+	// logs them at ERROR and counts them by kind.
+	ErrNoEngine   = routes.Programming("no_engine", "async: no async engine attached to this route's proxy")
+	ErrDelay      = routes.Programming("bad_delay", "async: delay out of range")
+	ErrMsTimerOff = routes.Programming("ms_timer_off", "async: millisecond timer is off (set --async-ms-timer)")
+	ErrRouteKind  = routes.Programming("route_kind", "async: not allowed in this route")
+	ErrNoTx       = routes.Programming("no_transaction", "async: no transaction to suspend")
+	ErrTooLong    = routes.Programming("bad_delay", "async: delay not shorter than the suspend timeout")
+	// ErrUnknownGroup wraps workergroups.ErrUnknownGroup for a group a
+	// route names that is not configured.
+	ErrUnknownGroup = routes.Programming("unknown_group", "async: worker group not configured")
+
 	ErrResumeFailed = errors.New("async: resume could not be scheduled")
 	// ErrResumeAnswered is returned (with ErrResumeFailed) by Resume and
 	// Continue when the module workers could not take the resume: the

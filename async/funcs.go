@@ -108,7 +108,7 @@ func TaskGroupRouteValue(c *routes.Context, name, group string, value any) error
 	}
 	g, err := e.cfg.Groups.Lookup(group)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrUnknownGroup, err)
 	}
 	return e.taskRoute(c, name, g, value)
 }
@@ -152,7 +152,7 @@ func TaskGroupData(c *routes.Context, name, group string, data any) error {
 	}
 	g, err := e.cfg.Groups.Lookup(group)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrUnknownGroup, err)
 	}
 	return e.taskData(name, g, data)
 }

@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"errors"
+	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,12 +42,32 @@ func TestAsyncMsRouteHonoursMillis(t *testing.T) {
 }
 
 func TestMsRouteWithoutMsTimerIsAnError(t *testing.T) {
-	// async.MsRoute with --async-ms-timer 0 returns ErrMsTimerOff; the route
-	// returns it and the transaction is answered 500 at once.
-	p := startProxy(t, "resume404", "--delay", "100ms")
+	// Where it can be known at start-up — resume404 declares that its
+	// request route uses the ms forms (Routes.ExpectMsTimer) — the program
+	// refuses to start: one line, exit 2.
+	cmd := exec.CommandContext(ctxT(t, 20*time.Second), bins["resume404"], "--listen", "udp:127.0.0.1:0", "--delay", "100ms")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Fatalf("resume404 --delay 100ms with the ms timer off: %v, want exit 2\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "--async-ms-timer") {
+		t.Fatalf("the start-up error does not say what to set:\n%s", out)
+	}
+	// Where it cannot (testproxy declares nothing), async.MsRoute returns
+	// ErrMsTimerOff to the route, which returns it: answered 500 at once,
+	// logged at ERROR as a programming error and counted by kind.
+	p := startProxy(t, "testproxy", "--mode", "park", "--delay", "100ms")
 	res := run(t, p, sipptest.Options{Scenario: scenario("uac_expect.xml"), Service: "bob", MaxCalls: 1,
 		Keys: map[string]string{"code": "500"}})
 	sipptest.RequireSuccess(t, res, 1)
+	m := scrape(t, adminAddr(t, p))
+	if got := m[`sipasync_sipproxy_route_errors_total{kind="ms_timer_off"}`]; got != 1 {
+		t.Fatalf("route_errors_total{kind=ms_timer_off} = %v, want 1", got)
+	}
+	if n := p.count("level=ERROR msg=\"route programming error"); n != 1 {
+		t.Fatalf("%d ERROR lines for the route's programming error, want 1:\n%s", n, p.Logs())
+	}
 }
 
 func TestMsRouteRelayCompletesCalls(t *testing.T) {

@@ -119,6 +119,7 @@ func gauge(sub, name, help string, labels ...string) metric {
 var (
 	mProxyRelays        = counter("sipproxy", "relays_total", "Requests relayed downstream.")
 	mProxyRelayRejected = counter("sipproxy", "relay_rejected_total", "Relays refused past --max-relays (answered 503).")
+	mProxyRouteErrors   = counter("sipproxy", "route_errors_total", "Programming errors routes returned (logged at ERROR), by kind: unknown_route, bad_delay, ms_timer_off, route_kind, no_engine, no_transaction, unknown_group, nil_handler, other.", "kind")
 	mProxyDropped       = counter("sipproxy", "dropped_total", "Requests dropped on purpose (route Drop, stray ACKs).")
 	mProxyNoReply       = counter("sipproxy", "no_reply_total", "Routes that returned without acting (answered 500).")
 	mProxyPanics        = counter("sipproxy", "panics_total", "Route handlers that panicked (recovered, answered 500).")
@@ -201,7 +202,7 @@ var (
 	mGoroutines = gauge("runtime", "goroutines", "Goroutines of the process.")
 )
 
-var allMetrics = []metric{mProxyRelays, mProxyRelayRejected, mProxyDropped, mProxyNoReply, mProxyPanics,
+var allMetrics = []metric{mProxyRelays, mProxyRelayRejected, mProxyRouteErrors, mProxyDropped, mProxyNoReply, mProxyPanics,
 	mProxyRejected, mProxyUnmatched, mProxyStray, mProxyStrayFwd, mProxyACKWaits, mProxyActiveRelays, mProxyDraining,
 	mInRefused, mInUnanswered, mInShedACKs, mOverloadRunnable, mOverloadDelay, mOverloadHeap, mOverloadShedding, mUDPQueued, mUDPDropped,
 	mTxLive, mTxParked, mTxCreated, mTxExpired, mTxCanceled, mTxStale, mTxEnded, mTxRejected, mTxLate,
@@ -241,6 +242,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		p := s.Proxy()
 		emit(ch, mProxyRelays, p.Relays)
 		emit(ch, mProxyRelayRejected, p.RelayRejected)
+		for i, kind := range sipproxy.RouteErrorKinds {
+			emit(ch, mProxyRouteErrors, p.RouteErrors[i], kind)
+		}
 		emit(ch, mProxyDropped, p.Dropped)
 		emit(ch, mProxyNoReply, p.NoReply)
 		emit(ch, mProxyPanics, p.Panics)

@@ -48,13 +48,47 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", k)
 }
 
-// Errors returned by the registry.
+// Errors returned by the registry. An unknown route and a nil handler met
+// while a request is handled are programming errors (ErrProgramming).
 var (
 	ErrDuplicateRoute = errors.New("routes: route registered twice")
-	ErrUnknownRoute   = errors.New("routes: unknown route")
-	ErrNilHandler     = errors.New("routes: nil handler")
+	ErrUnknownRoute   = Programming("unknown_route", "routes: unknown route")
+	ErrNilHandler     = Programming("nil_handler", "routes: nil handler")
 	ErrEmptyName      = errors.New("routes: empty route name")
 )
+
+// ErrProgramming is the class of a route's programming errors: a route
+// name nobody registered, a delay out of range, a parking call where none
+// is allowed, a worker group that is not configured. errors.Is(err,
+// ErrProgramming) holds for each; the proxy logs a route that returns one
+// at ERROR with the route's name and counts it by kind
+// (sipasync_sipproxy_route_errors_total{kind}).
+var ErrProgramming = errors.New("routes: programming error")
+
+// ProgrammingError is an error of the ErrProgramming class with the kind
+// it is counted under.
+type ProgrammingError struct {
+	Kind string // e.g. "unknown_route", "bad_delay"
+	Msg  string
+}
+
+// Programming returns a sentinel error of the ErrProgramming class.
+func Programming(kind, msg string) error { return &ProgrammingError{Kind: kind, Msg: msg} }
+
+func (e *ProgrammingError) Error() string { return e.Msg }
+
+// Is makes every ProgrammingError match ErrProgramming.
+func (e *ProgrammingError) Is(target error) bool { return target == ErrProgramming }
+
+// ProgrammingKind returns the kind of a programming error in err's chain,
+// or "" when there is none.
+func ProgrammingKind(err error) string {
+	var pe *ProgrammingError
+	if errors.As(err, &pe) {
+		return pe.Kind
+	}
+	return ""
+}
 
 // Handler handles one SIP request (or, for failure and reply routes, one
 // response of the transaction) in a route.
@@ -91,12 +125,20 @@ type Table struct {
 	request Handler
 	byKind  [KindEvent + 1]map[string]Handler
 	targets []target // static resume/failure targets named at start-up
+	needs   []Need
 }
 
 type target struct {
 	kind Kind
 	name string
 	by   string
+}
+
+// Need is a resource a route uses that the server must provide, declared
+// with ExpectGroup or ExpectMsTimer.
+type Need struct {
+	Group string // a worker group's name; "" for the millisecond timer
+	By    string // who uses it, for the error message
 }
 
 // NewTable returns an empty route table.
@@ -159,6 +201,30 @@ func (t *Table) Expect(k Kind, name, by string) {
 	t.mu.Lock()
 	t.targets = append(t.targets, target{k, name, by})
 	t.mu.Unlock()
+}
+
+// ExpectGroup declares that code registered elsewhere (by) names worker
+// group name at run time (async.TaskGroupRoute, TaskGroupData): the server
+// refuses to start when no such group is configured.
+func (t *Table) ExpectGroup(name, by string) {
+	t.mu.Lock()
+	t.needs = append(t.needs, Need{Group: name, By: by})
+	t.mu.Unlock()
+}
+
+// ExpectMsTimer declares that by uses the millisecond forms (MsRoute,
+// MsSleep): the server refuses to start with the millisecond timer off.
+func (t *Table) ExpectMsTimer(by string) {
+	t.mu.Lock()
+	t.needs = append(t.needs, Need{By: by})
+	t.mu.Unlock()
+}
+
+// Needs returns what ExpectGroup and ExpectMsTimer declared.
+func (t *Table) Needs() []Need {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return append([]Need(nil), t.needs...)
 }
 
 // Validate checks the table: a request route is set and every expected

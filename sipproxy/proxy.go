@@ -114,6 +114,9 @@ type Stats struct {
 	// on statelessly: 2xx retransmissions after the INVITE's transactions
 	// ended.
 	StrayForwarded uint64
+	// RouteErrors counts the programming errors routes returned, by
+	// RouteErrorKinds.
+	RouteErrors [len(RouteErrorKinds)]uint64
 }
 
 // Proxy is a registrar and stateful proxy driven by a route table.
@@ -152,6 +155,8 @@ type Proxy struct {
 		requests, replies, relays, relayRejected, dropped, noReply  atomic.Uint64
 		panics, unmatched, stray, strayForwarded, rejected503, acks atomic.Uint64
 		activeRelays                                                atomic.Int64
+		routeErrors                                                 [len(RouteErrorKinds)]atomic.Uint64
+		routeErrorLog                                               [len(RouteErrorKinds)]atomic.Int64
 	}
 }
 
@@ -434,7 +439,7 @@ func (p *Proxy) Close() {
 
 // Stats returns the proxy's counters.
 func (p *Proxy) Stats() Stats {
-	return Stats{
+	s := Stats{
 		Requests: p.stats.requests.Load(), Replies: p.stats.replies.Load(),
 		Relays: p.stats.relays.Load(), RelayRejected: p.stats.relayRejected.Load(),
 		Dropped: p.stats.dropped.Load(), NoReply: p.stats.noReply.Load(),
@@ -443,6 +448,10 @@ func (p *Proxy) Stats() Stats {
 		ACKsForwarded: p.stats.acks.Load(), ActiveRelays: p.stats.activeRelays.Load(),
 		ACKWaits: p.acks.waited.Load(), ACKWaitTimeouts: p.acks.timedOut.Load(),
 	}
+	for i := range s.RouteErrors {
+		s.RouteErrors[i] = p.stats.routeErrors[i].Load()
+	}
+	return s
 }
 
 func retryAfter() sip.Header { return sip.NewHeader("Retry-After", "5") }
@@ -614,7 +623,8 @@ func (p *Proxy) ctxOrBackground() context.Context {
 func (p *Proxy) txLogger(*transaction.Tx) *slog.Logger { return p.log }
 
 // serve runs a handler under recover: a panic is logged with its stack,
-// counted, and answered 500.
+// counted, and answered 500. A programming error the route returns
+// (routes.ErrProgramming) is logged at ERROR and counted by kind.
 func (p *Proxy) serve(h routes.Handler, c *routes.Context) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -623,7 +633,37 @@ func (p *Proxy) serve(h routes.Handler, c *routes.Context) (err error) {
 			err = routes.Error(500, "Server Internal Error", fmt.Errorf("route panicked: %v", r))
 		}
 	}()
-	return h.ServeSIP(c)
+	err = h.ServeSIP(c)
+	if err != nil && errors.Is(err, routes.ErrProgramming) {
+		p.routeError(c, err)
+	}
+	return err
+}
+
+// RouteErrorKinds are the kinds Stats.RouteErrors counts programming
+// errors under (routes.ProgrammingKind); any other kind is "other".
+var RouteErrorKinds = [...]string{"unknown_route", "bad_delay", "ms_timer_off", "route_kind", "no_engine",
+	"no_transaction", "unknown_group", "nil_handler", "other"}
+
+// routeError counts a route's programming error and logs it at ERROR, at
+// most once a second per kind (with the count), so a broken route under
+// load is loud without flooding the log.
+func (p *Proxy) routeError(c *routes.Context, err error) {
+	kind, i := routes.ProgrammingKind(err), len(RouteErrorKinds)-1
+	for j, k := range RouteErrorKinds {
+		if k == kind {
+			i = j
+			break
+		}
+	}
+	n := p.stats.routeErrors[i].Add(1)
+	now := p.clock.Now().UnixNano() + 1 // never 0, which means "not logged yet"
+	last := p.stats.routeErrorLog[i].Load()
+	if (last != 0 && now-last < int64(time.Second)) || !p.stats.routeErrorLog[i].CompareAndSwap(last, now) {
+		return
+	}
+	c.Logger().Error("route programming error (logged at most once a second per kind)",
+		"route", c.Kind().String()+"["+c.RouteName()+"]", "kind", RouteErrorKinds[i], "error", err, "count", n)
 }
 
 // finish applies the rules for what a route left behind.

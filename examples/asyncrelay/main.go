@@ -27,6 +27,8 @@ func main() {
 			park := async.MsRoute
 			if delay >= time.Second && delay%time.Second == 0 {
 				park = async.Route
+			} else {
+				a.Routes.ExpectMsTimer("request_route (--delay " + delay.String() + ")")
 			}
 			a.Routes.Expect(routes.KindNamed, "RELAY", "request_route")
 			if err := a.Routes.Route("RELAY", routes.HandlerFunc(a.Proxy.LookupRelay)); err != nil {

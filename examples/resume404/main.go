@@ -29,6 +29,7 @@ func main() {
 			park := async.Route
 			if delay < time.Second || delay%time.Second != 0 {
 				park = async.MsRoute
+				a.Routes.ExpectMsTimer("request_route (--delay " + delay.String() + ")")
 			}
 			a.Routes.Expect(routes.KindNamed, "RESUME", "request_route")
 			if err := a.Routes.Request(routes.HandlerFunc(func(c *routes.Context) error {

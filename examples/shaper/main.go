@@ -146,6 +146,7 @@ func main() {
 			if rate <= 0 || maxDelay <= 0 || maxDelay > async.MaxMillis {
 				return errors.New("--shape-rate must be > 0 and --max-delay within 1ms..30s")
 			}
+			a.Routes.ExpectMsTimer("the shaper (async.MsSleep)")
 			interval := time.Duration(float64(time.Second) / rate)
 			buckets := (&transaction.Shared{}).Table("shaper")
 			late := &lateness{}

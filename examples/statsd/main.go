@@ -86,6 +86,9 @@ func main() {
 			}
 			go flush(context.Background(), conn, cs, every)
 
+			if delay < time.Second || delay%time.Second != 0 {
+				a.Routes.ExpectMsTimer("request_route (--delay " + delay.String() + ")")
+			}
 			if err := a.Routes.Route("RELAY", routes.HandlerFunc(a.Proxy.LookupRelay)); err != nil {
 				return err
 			}

@@ -25,6 +25,9 @@ func main() {
 		},
 		func(a *sipasync.Server) error {
 			a.Routes.Expect(routes.KindNamed, "RESUME", "request_route")
+			if group != "" {
+				a.Routes.ExpectGroup(group, "request_route (--group)")
+			}
 			if err := a.Routes.Route("RESUME", routes.HandlerFunc(a.Proxy.LookupRelay)); err != nil {
 				return err
 			}
