@@ -25,16 +25,17 @@ import (
 var bins = map[string]string{}
 
 var programs = map[string]string{
-	"sipasync":   "./cmd/sipasync",
-	"resume404":  "./examples/resume404",
-	"asyncrelay": "./examples/asyncrelay",
-	"taskroute":  "./examples/taskroute",
-	"testproxy":  "./e2e/testproxy",
-	"sipmessage": "./examples/sipmessage",
-	"statsd":     "./examples/statsd",
-	"shaper":     "./examples/shaper",
-	"queue":      "./examples/queue",
-	"httproute":  "./examples/httproute",
+	"sipasync":     "./cmd/sipasync",
+	"resume404":    "./examples/resume404",
+	"asyncrelay":   "./examples/asyncrelay",
+	"taskroute":    "./examples/taskroute",
+	"testproxy":    "./e2e/testproxy",
+	"sipmessage":   "./examples/sipmessage",
+	"statsd":       "./examples/statsd",
+	"shaper":       "./examples/shaper",
+	"queue":        "./examples/queue",
+	"fromkamailio": "./examples/fromkamailio",
+	"httproute":    "./examples/httproute",
 }
 
 func TestMain(m *testing.M) {

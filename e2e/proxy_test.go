@@ -171,3 +171,16 @@ func TestCallOverTCP(t *testing.T) {
 	sipptest.RequireSuccess(t, res, 5)
 	_ = p
 }
+
+func TestFromKamailioScriptSendsBusyToVoicemail(t *testing.T) {
+	// examples/fromkamailio: bob answers 486; failure_route[MANAGE_FAILURE]
+	// relays to voicemail, which answers: the caller's call completes.
+	p := startProxy(t, "fromkamailio")
+	uas(t, p, "uas_busy.xml", "bob")
+	uas(t, p, "uas_call.xml", "voicemail")
+	res := run(t, p, sipptest.Options{Scenario: scenario("uac_call.xml"), Service: "bob", MaxCalls: 5, Rate: 10})
+	sipptest.RequireSuccess(t, res, 5)
+	// and a user nobody registered is 404 (lookup), with no failure route run
+	res = run(t, p, sipptest.Options{Scenario: scenario("uac_404.xml"), Service: "nobody", MaxCalls: 1})
+	sipptest.RequireSuccess(t, res, 1)
+}
