@@ -262,28 +262,16 @@ func (a *Server) observe(cfg *sipproxy.Config) error {
 	return nil
 }
 
-// collect registers the scrape-time collector over the built parts.
+// collect registers each part's own collector (read at scrape time) on
+// the registry.
 func (a *Server) collect() error {
-	src := metrics.Sources{
-		Proxy:        a.Proxy.Stats,
-		Transactions: a.Proxy.Transactions().Stats,
-		Async:        a.Async.Engine.Stats,
-		Wheel:        a.Async.Engine.Wheel().Stats,
-		Groups:       metrics.GroupsOf(a.Async.Groups),
-		Bus:          a.Bus.Stats,
-		Events:       a.Events.Stats,
-		Subscribers:  a.Events.Subscribers,
-		DeviceState:  a.DeviceState.Stats,
-		Draining:     a.Proxy.Draining,
-		Input:        a.Proxy.InputStats,
-		Overload:     a.Proxy.OverloadStats,
-		UDP:          a.Proxy.UDPStats,
+	for _, c := range []prometheus.Collector{a.Proxy.Collector(), a.Proxy.Transactions().Collector(),
+		a.Async.Engine.Collector(), a.Async.Engine.Wheel().Collector(), a.Async.Groups.Collector(),
+		a.Bus.Collector(), a.Events.Collector(), a.DeviceState.Collector(), metrics.Runtime()} {
+		if err := a.Registry.Register(c); err != nil {
+			return err
+		}
 	}
-	c, err := metrics.Register(a.Registry, src)
-	if err != nil {
-		return err
-	}
-	a.Metrics = c
 	return nil
 }
 

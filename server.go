@@ -256,11 +256,10 @@ type Server struct {
 	Publisher *sipevents.Publisher
 	// DeviceState is the device and mailbox state (devicestate.Get reads it).
 	DeviceState *devicestate.Node
-	// Registry holds the process's Prometheus metrics (served on /metrics);
-	// Metrics is the collector over the parts' stats (a program that
-	// registers a transport of its own adds it with Metrics.AddTransports).
+	// Registry holds the process's Prometheus metrics (served on /metrics):
+	// each part's own collector; a program adds its own (a transport, an
+	// asynchttp.Client) with Registry.Register.
 	Registry *prometheus.Registry
-	Metrics  *metrics.Collector
 	// RPC is the control interface (served on /rpc); a program may register
 	// methods of its own before it starts serving.
 	RPC *admin.RPC
@@ -524,6 +523,5 @@ func (a *Server) registerRabbitMQ() error {
 	if err := f.Register(a.Events); err != nil {
 		return err
 	}
-	a.Metrics.AddTransports(f.Stats)
-	return nil
+	return a.Registry.Register(f.Collector())
 }

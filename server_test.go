@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sipasync/sipasync/async"
@@ -223,4 +224,69 @@ func TestStartRefusesWhatTheRoutesNeedAndTheServerLacks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	require.NoError(t, s.Shutdown(ctx))
+}
+
+// Every part registers its own collector on the server's registry: the
+// families are all there, read at scrape time, and lint-clean.
+func TestEveryPartsMetricsAreServed(t *testing.T) {
+	s, err := New(testOptions(t))
+	require.NoError(t, err)
+	require.NoError(t, s.Routes.Request(routes.HandlerFunc(func(c *routes.Context) error {
+		_, err := async.Suspend(c, "R", nil)
+		return err
+	})))
+	require.NoError(t, s.Routes.Route("R", routes.HandlerFunc(func(c *routes.Context) error { return c.Reply(404, "Not Found") })))
+	require.NoError(t, s.Start(context.Background()))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	gauge := func(name string) (float64, bool) {
+		mfs, err := s.Registry.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+				return mf.GetMetric()[0].GetGauge().GetValue(), true
+			}
+		}
+		return 0, false
+	}
+	v, _ := gauge("sipasync_transaction_parked")
+	require.Zero(t, v)
+	addr := s.Proxy.Listeners()[0].Addr()
+	conn, err := net.Dial("udp", addr) // the request parks; shutdown answers it
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.Write([]byte("MESSAGE sip:bob@" + addr + " SIP/2.0\r\nVia: SIP/2.0/UDP " + conn.LocalAddr().String() +
+		";rport;branch=z9hG4bK-m1\r\nMax-Forwards: 70\r\nFrom: <sip:a@127.0.0.1>;tag=a\r\nTo: <sip:bob@127.0.0.1>\r\n" +
+		"Call-ID: metrics-1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { v, _ := gauge("sipasync_transaction_parked"); return v == 1 },
+		5*time.Second, 5*time.Millisecond, "read at scrape time")
+	v, _ = gauge("sipasync_sipproxy_draining")
+	require.Zero(t, v)
+	s.LameDuck()
+	v, _ = gauge("sipasync_sipproxy_draining")
+	require.Equal(t, 1.0, v)
+
+	mfs, err := s.Registry.Gather()
+	require.NoError(t, err)
+	have := map[string]bool{}
+	for _, mf := range mfs {
+		have[mf.GetName()] = true
+	}
+	for _, name := range []string{
+		"sipasync_sipproxy_relays_total", "sipasync_sipproxy_route_errors_total", "sipasync_sipproxy_refused_total",
+		"sipasync_sipproxy_overload_shedding", "sipasync_sipproxy_ack_waits_total", "sipasync_sipproxy_requests_total",
+		"sipasync_transaction_live", "sipasync_transaction_created_total", "sipasync_async_resume_refused_total",
+		"sipasync_async_parks_total", "sipasync_timerwheel_pending", "sipasync_workergroups_busy",
+		"sipasync_events_raised_total", "sipasync_devicestate_devices", "sipasync_runtime_goroutines",
+		"go_goroutines", "process_resident_memory_bytes",
+	} {
+		require.True(t, have[name], "%s is served", name)
+	}
+	problems, err := testutil.GatherAndLint(s.Registry)
+	require.NoError(t, err)
+	require.Empty(t, problems)
 }
