@@ -2,7 +2,6 @@ package sipasync
 
 import (
 	"encoding/json"
-	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -39,19 +38,5 @@ func TestCtlParams(t *testing.T) {
 		b, err := json.Marshal(got)
 		require.NoError(t, err)
 		assert.JSONEq(t, tc.want, string(b), tc.args)
-	}
-}
-
-func TestDeviceNames(t *testing.T) {
-	for in, want := range map[string][]string{
-		"alice":                  {"alice"},
-		"alice@example.com":      {"alice@example.com", "alice"},
-		"sip:alice@example.com":  {"sip:alice@example.com", "alice@example.com", "alice"},
-		"sips:alice@example.com": {"sips:alice@example.com", "alice@example.com", "alice"},
-		"@example.com":           {"@example.com"},
-	} {
-		if got := deviceNames(in); !slices.Equal(got, want) {
-			t.Errorf("deviceNames(%q) = %q, want %q", in, got, want)
-		}
 	}
 }
