@@ -61,11 +61,12 @@ func (f *AsyncOptions) build(a *Server) (*AsyncParts, error) {
 	e, err := async.New(async.Config{
 		Table: a.Proxy.Transactions(), Routes: a.Routes, Runner: a.Proxy, Groups: gs,
 		MsTimer: time.Duration(f.MsTimer) * time.Millisecond, ModuleWorkers: f.ModuleWorkers,
-		TKVGroup: f.TkvGroup, Logger: a.Log, OnTKV: a.Publisher.OnTKV,
+		TKVGroup: f.TkvGroup, Logger: a.Log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
+	e.TKVs().Add(a.Publisher.OnTKV)
 	return &AsyncParts{Groups: gs, Engine: e}, nil
 }
 

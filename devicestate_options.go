@@ -10,7 +10,6 @@ import (
 
 	"github.com/sipasync/sipasync/devicestate"
 	"github.com/sipasync/sipasync/internal/config"
-	"github.com/sipasync/sipasync/sipproxy"
 )
 
 // DeviceStateOptions configure device state: in-process by default, over
@@ -55,10 +54,10 @@ func (f *DeviceStateOptions) options(a *Server) (devicestate.Options, error) {
 	return o, nil
 }
 
-// wireDeviceState makes the Server's device state node, makes it the default
-// one (devicestate.Get) and hooks it to the proxy: call events, and the
-// registrar's changes after the ones already hooked (the event publisher).
-func (a *Server) wireDeviceState(cfg *sipproxy.Config) error {
+// newDeviceState makes the Server's device state node and makes it the
+// default one (devicestate.Get); observe joins it to the proxy's calls and
+// registrations.
+func (a *Server) newDeviceState() error {
 	o, err := a.Options.DeviceState.options(a)
 	if err != nil {
 		return err
@@ -69,20 +68,6 @@ func (a *Server) wireDeviceState(cfg *sipproxy.Config) error {
 	}
 	a.DeviceState = n
 	devicestate.SetDefault(n)
-	prevCall := cfg.OnCall
-	cfg.OnCall = func(ev sipproxy.CallEvent) {
-		if prevCall != nil {
-			prevCall(ev)
-		}
-		n.OnCall(ev)
-	}
-	prevReg := cfg.Location.OnChange
-	cfg.Location.OnChange = func(ev sipproxy.RegEvent, b sipproxy.Binding) {
-		if prevReg != nil {
-			prevReg(ev, b)
-		}
-		n.OnRegistration(ev, b)
-	}
 	a.devstateMode = "in-process"
 	if o.Cluster != nil {
 		a.devstateMode = "cluster " + config.Redact(o.Cluster.URL) // no NATS password in the logs

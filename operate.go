@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/pflag"
@@ -22,6 +23,7 @@ import (
 	"github.com/sipasync/sipasync/eventbus/evi"
 	"github.com/sipasync/sipasync/internal/config"
 	"github.com/sipasync/sipasync/metrics"
+	"github.com/sipasync/sipasync/observe"
 	"github.com/sipasync/sipasync/sipproxy"
 	"github.com/sipasync/sipasync/transaction"
 )
@@ -237,7 +239,7 @@ wait:
 
 // observe hooks the per-message metrics into the proxy configuration,
 // after the hooks already there.
-func (a *Server) observe(cfg *sipproxy.Config) error {
+func (a *Server) newRegistry(clk clock.Clock) error {
 	a.Registry = prometheus.NewRegistry()
 	if err := a.Registry.Register(collectors.NewGoCollector()); err != nil {
 		return err
@@ -245,21 +247,27 @@ func (a *Server) observe(cfg *sipproxy.Config) error {
 	if err := a.Registry.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return err
 	}
-	tr, err := metrics.NewTraffic(a.Registry, cfg.Clock)
+	tr, err := metrics.NewTraffic(a.Registry, clk)
 	if err != nil {
 		return err
 	}
 	a.traffic = tr
-	cfg.OnRequest = tr.Request
-	cfg.Transactions.OnRespond = tr.Response
-	prev := cfg.Transactions.OnChange
-	cfg.Transactions.OnChange = func(tx *transaction.Tx, ev transaction.Event) {
-		if prev != nil {
-			prev(tx, ev)
-		}
-		tr.Transaction(tx, ev)
-	}
 	return nil
+}
+
+// observe joins the observers of the proxy's lists: the event publisher,
+// the per-message metrics and device state, in that order.
+func (a *Server) observe() {
+	p, tr, n := a.Proxy, a.traffic, a.DeviceState
+	p.Transactions().Changes().Add(func(c transaction.Change) { a.Publisher.OnTransaction(c.Tx, c.Event) })
+	p.Transactions().Changes().Add(func(c transaction.Change) { tr.Transaction(c.Tx, c.Event) })
+	p.Transactions().Responses().Add(func(r transaction.Response) { tr.Response(r.Request, r.Code) })
+	p.Requests().Add(tr.Request)
+	p.Location().Changes().Add(func(c sipproxy.RegChange) { a.Publisher.OnRegistration(c.Event, c.Binding) })
+	p.Location().Changes().Add(func(c sipproxy.RegChange) {
+		n.OnRegistration(c.Event, observe.Registration{AOR: c.Binding.AOR, Contact: c.Binding.Contact})
+	})
+	p.Calls().Add(n.OnCall)
 }
 
 // collect registers each part's own collector (read at scrape time) on

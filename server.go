@@ -333,9 +333,7 @@ func New(o Options) (_ *Server, rerr error) {
 	if err := a.Events.Declare(EventSIPMessage); err != nil {
 		return nil, err
 	}
-	cfg.Transactions.OnChange = a.Publisher.OnTransaction
-	cfg.Location.OnChange = a.Publisher.OnRegistration
-	if err := a.observe(&cfg); err != nil {
+	if err := a.newRegistry(cfg.Clock); err != nil {
 		return nil, err
 	}
 	if a.Auth != nil {
@@ -343,7 +341,7 @@ func New(o Options) (_ *Server, rerr error) {
 			return nil, err
 		}
 	}
-	if err := a.wireDeviceState(&cfg); err != nil {
+	if err := a.newDeviceState(); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -356,6 +354,7 @@ func New(o Options) (_ *Server, rerr error) {
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	a.Proxy = p
+	a.observe()
 	if a.Async, err = o.Async.build(a); err != nil {
 		return nil, err
 	}

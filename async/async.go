@@ -27,6 +27,8 @@ import (
 
 	"github.com/benbjohnson/clock"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipasync/sipasync/observe"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/timerwheel"
 	"github.com/sipasync/sipasync/transaction"
@@ -100,8 +102,7 @@ type Config struct {
 	ModuleWorkers int
 	// TKVGroup runs event_route[core:tkv] ("" = the default group).
 	TKVGroup string
-	// OnTKV, if set, receives every emitted record after its event route
-	// ran (the event bus hooks in here).
+	// OnTKV, if set, is the first observer of TKVs.
 	OnTKV  func(TKV)
 	Clock  clock.Clock
 	Logger *slog.Logger
@@ -184,7 +185,12 @@ type Engine struct {
 	}
 	rejectLog atomic.Int64 // unix ns of the last "resume refused" line
 	started   atomic.Bool
+	tkvs      observe.List[TKV]
 }
+
+// TKVs is the list of observers of every emitted tkv record, after its
+// event route ran (the event bus joins here). They run on a tkv worker.
+func (e *Engine) TKVs() *observe.List[TKV] { return &e.tkvs }
 
 // ModuleGroup is the name of the worker group that runs timer resumes.
 const ModuleGroup = "async:module"
@@ -207,6 +213,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.ModuleWorkers = runtime.GOMAXPROCS(0)
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger}
+	e.tkvs.Add(cfg.OnTKV)
 	tick := cfg.MsTimer
 	if tick == 0 {
 		tick = 100 * time.Millisecond

@@ -176,7 +176,7 @@ func (e *Engine) taskData(name string, g *workergroups.Group, data any) error {
 
 // TKVEmit is async_tkv_emit(type, key, value): event_route[core:tkv] runs
 // on the tkv group with the record readable through TKVOf, and the record
-// goes to the engine's OnTKV hook (the event bus). Usable from any route.
+// goes to the engine's TKVs observers (the event bus). Usable from any route.
 func TKVEmit(c *routes.Context, typ int, key, value string) error {
 	e, err := EngineOf(c)
 	if err != nil {
@@ -193,9 +193,7 @@ func (e *Engine) EmitTKV(rec TKV) error {
 				e.log.Warn("tkv event route failed", "error", err)
 			}
 		}
-		if e.cfg.OnTKV != nil {
-			e.cfg.OnTKV(rec)
-		}
+		e.tkvs.Notify(rec)
 	})
 	if err != nil {
 		e.stats.tkvRejected.Add(1)

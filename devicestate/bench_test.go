@@ -9,7 +9,7 @@ import (
 
 	"github.com/sipasync/sipasync/devicestate/devicestatetest"
 	"github.com/sipasync/sipasync/eventbus"
-	"github.com/sipasync/sipasync/sipproxy"
+	"github.com/sipasync/sipasync/observe"
 )
 
 // benchNodes makes nodes a and c on the shared NATS server, in a bucket of
@@ -70,7 +70,7 @@ func BenchmarkPropagation(b *testing.B) {
 			}
 		}
 	}
-	a.OnRegistration(sipproxy.RegAdded, binding("alice", 5070))
+	a.OnRegistration(observe.RegAdded, binding("alice", 5070))
 	wait(NotInUse)
 
 	lat := make([]time.Duration, 0, b.N)
@@ -78,12 +78,12 @@ func BenchmarkPropagation(b *testing.B) {
 	for i := range b.N {
 		id := "p" + strconv.Itoa(i)
 		start := time.Now()
-		a.OnCall(sipproxy.CallEvent{State: sipproxy.CallRinging, CallID: id, Callee: "alice"})
+		a.OnCall(observe.Call{State: observe.CallRinging, CallID: id, Callee: "alice"})
 		wait(Ringing)
 		lat = append(lat, time.Since(start))
 		// back to NOT_INUSE, untimed
 		b.StopTimer()
-		a.OnCall(sipproxy.CallEvent{State: sipproxy.CallFailed, CallID: id})
+		a.OnCall(observe.Call{State: observe.CallFailed, CallID: id})
 		wait(NotInUse)
 		b.StartTimer()
 	}
@@ -109,7 +109,7 @@ func BenchmarkPublish(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for i := range b.N {
-		a.OnRegistration(sipproxy.RegAdded, binding("d"+strconv.Itoa(i), 5000))
+		a.OnRegistration(observe.RegAdded, binding("d"+strconv.Itoa(i), 5000))
 	}
 	made := time.Since(start)
 	deadline := time.Now().Add(5*time.Minute + time.Duration(b.N)*time.Millisecond)

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sipasync/sipasync/devicestate/devicestatetest"
-	"github.com/sipasync/sipasync/sipproxy"
+	"github.com/sipasync/sipasync/observe"
 )
 
 // crash stops a node the way a killed process stops: no heartbeat delete,
@@ -88,28 +88,28 @@ func TestClusterThreeNodes(t *testing.T) {
 	a, b, c := e.node("a"), e.node("b"), e.node("c")
 	connected(t, a, b, c)
 
-	a.OnRegistration(sipproxy.RegAdded, binding("alice", 5070))
+	a.OnRegistration(observe.RegAdded, binding("alice", 5070))
 	eventually(t, c, "alice", NotInUse, 5*time.Second)
-	b.OnCall(sipproxy.CallEvent{State: sipproxy.CallRinging, CallID: "x1", Caller: "bob", Callee: "alice"})
+	b.OnCall(observe.Call{State: observe.CallRinging, CallID: "x1", Caller: "bob", Callee: "alice"})
 	eventually(t, c, "alice", Ringing, 5*time.Second)
 	eventually(t, c, "bob", InUse, 5*time.Second)
-	b.OnCall(sipproxy.CallEvent{State: sipproxy.CallAnswered, CallID: "x1", Caller: "bob", Callee: "alice"})
+	b.OnCall(observe.Call{State: observe.CallAnswered, CallID: "x1", Caller: "bob", Callee: "alice"})
 	eventually(t, c, "alice", InUse, 5*time.Second)
 	eventually(t, a, "alice", InUse, 5*time.Second) // A too sees the call B relays
 	// a second call to alice rings through C's neighbour A: ring-in-use everywhere
-	a.OnCall(sipproxy.CallEvent{State: sipproxy.CallRinging, CallID: "x2", Caller: "carol", Callee: "alice"})
+	a.OnCall(observe.Call{State: observe.CallRinging, CallID: "x2", Caller: "carol", Callee: "alice"})
 	eventually(t, c, "alice", RingInUse, 5*time.Second)
 	eventually(t, b, "alice", RingInUse, 5*time.Second)
-	a.OnCall(sipproxy.CallEvent{State: sipproxy.CallFailed, CallID: "x2"})
+	a.OnCall(observe.Call{State: observe.CallFailed, CallID: "x2"})
 	eventually(t, c, "alice", InUse, 5*time.Second)
-	b.OnCall(sipproxy.CallEvent{State: sipproxy.CallEnded, CallID: "x1"})
+	b.OnCall(observe.Call{State: observe.CallEnded, CallID: "x1"})
 	eventually(t, c, "alice", NotInUse, 5*time.Second)
 	eventually(t, c, "bob", Unknown, 5*time.Second) // B withdrew its view of bob
 	// B has nothing more to say about alice (never registered there): its key is gone
 	if ch, _ := c.Change("alice"); len(ch.Views) != 1 || ch.Views[0] != (NodeState{Node: "a", State: NotInUse, Alive: true}) {
 		t.Fatalf("C's views of alice: %+v", ch.Views)
 	}
-	a.OnRegistration(sipproxy.RegExpired, binding("alice", 5070))
+	a.OnRegistration(observe.RegExpired, binding("alice", 5070))
 	eventually(t, c, "alice", Unavailable, 5*time.Second)
 
 	// mailboxes travel too
@@ -149,9 +149,9 @@ func TestClusterNodeKilled(t *testing.T) {
 	e := newEnv(t, devicestatetest.RequireNATS(t), expiry)
 	a, b, c := e.node("a"), e.node("b"), e.node("c")
 	connected(t, a, b, c)
-	a.OnRegistration(sipproxy.RegAdded, binding("alice", 5070))
-	b.OnRegistration(sipproxy.RegAdded, binding("dave", 5090)) // only on B
-	b.OnCall(sipproxy.CallEvent{State: sipproxy.CallAnswered, CallID: "k1", Caller: "dave", Callee: "alice"})
+	a.OnRegistration(observe.RegAdded, binding("alice", 5070))
+	b.OnRegistration(observe.RegAdded, binding("dave", 5090)) // only on B
+	b.OnCall(observe.Call{State: observe.CallAnswered, CallID: "k1", Caller: "dave", Callee: "alice"})
 	eventually(t, c, "alice", InUse, 5*time.Second)
 	eventually(t, c, "dave", InUse, 5*time.Second)
 
@@ -181,7 +181,7 @@ func TestClusterCleanStop(t *testing.T) {
 	e := newEnv(t, devicestatetest.RequireNATS(t), 30*time.Second)
 	b, c := e.node("b"), e.node("c")
 	connected(t, b, c)
-	b.OnRegistration(sipproxy.RegAdded, binding("dave", 5090))
+	b.OnRegistration(observe.RegAdded, binding("dave", 5090))
 	eventually(t, c, "dave", NotInUse, 5*time.Second)
 	if err := b.Close(context.Background()); err != nil {
 		t.Fatal(err)
@@ -195,13 +195,13 @@ func TestClusterRestartReplacesOldView(t *testing.T) {
 	e := newEnv(t, devicestatetest.RequireNATS(t), 2*time.Second)
 	b, c := e.node("b"), e.node("c")
 	connected(t, b, c)
-	b.OnRegistration(sipproxy.RegAdded, binding("dave", 5090))
-	b.OnRegistration(sipproxy.RegAdded, binding("erin", 5091))
+	b.OnRegistration(observe.RegAdded, binding("dave", 5090))
+	b.OnRegistration(observe.RegAdded, binding("erin", 5091))
 	eventually(t, c, "dave", NotInUse, 5*time.Second)
 	eventually(t, c, "erin", NotInUse, 5*time.Second)
 	b.crash()
 	b2 := e.node("b")
-	b2.OnRegistration(sipproxy.RegAdded, binding("erin", 5091)) // erin registers again, dave does not
+	b2.OnRegistration(observe.RegAdded, binding("erin", 5091)) // erin registers again, dave does not
 	eventually(t, c, "dave", Unknown, 5*time.Second)
 	eventually(t, c, "erin", NotInUse, 5*time.Second)
 	if c.Get("erin") != NotInUse || c.Stats().PeersAlive != 1 {
@@ -217,7 +217,7 @@ func TestClusterNATSDownAndBack(t *testing.T) {
 	e := newEnv(t, srv.URL, 2*time.Second)
 	x, y := e.node("x"), e.node("y")
 	connected(t, x, y)
-	x.OnRegistration(sipproxy.RegAdded, binding("alice", 5070))
+	x.OnRegistration(observe.RegAdded, binding("alice", 5070))
 	eventually(t, y, "alice", NotInUse, 5*time.Second)
 
 	srv.Kill()
@@ -229,7 +229,7 @@ func TestClusterNATSDownAndBack(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	// local state keeps working while NATS is down
-	x.OnCall(sipproxy.CallEvent{State: sipproxy.CallAnswered, CallID: "d1", Caller: "bob", Callee: "alice"})
+	x.OnCall(observe.Call{State: observe.CallAnswered, CallID: "d1", Caller: "bob", Callee: "alice"})
 	if got := x.Get("alice"); got != InUse {
 		t.Fatalf("x reads %s for alice while NATS is down", got)
 	}
@@ -239,7 +239,7 @@ func TestClusterNATSDownAndBack(t *testing.T) {
 	srv.Restart()
 	eventually(t, y, "alice", InUse, 10*time.Second)
 	eventually(t, y, "bob", InUse, 5*time.Second)
-	x.OnCall(sipproxy.CallEvent{State: sipproxy.CallEnded, CallID: "d1"})
+	x.OnCall(observe.Call{State: observe.CallEnded, CallID: "d1"})
 	eventually(t, y, "alice", NotInUse, 5*time.Second)
 	s := x.Stats()
 	if s.Disconnects == 0 || s.Reconnects == 0 || s.Resyncs < 2 || !s.Connected {
@@ -267,16 +267,16 @@ func TestClusterWAN(t *testing.T) {
 	h := mk("hq", hub.URL)
 	r := mk("branch", leaf.URL) // the leaf node may need a moment to join: the node retries
 	connected(t, h, r)
-	h.OnRegistration(sipproxy.RegAdded, binding("alice", 5070))
-	r.OnRegistration(sipproxy.RegAdded, binding("bob", 5080))
+	h.OnRegistration(observe.RegAdded, binding("alice", 5070))
+	r.OnRegistration(observe.RegAdded, binding("bob", 5080))
 	eventually(t, r, "alice", NotInUse, 5*time.Second)
 	eventually(t, h, "bob", NotInUse, 5*time.Second)
-	r.OnCall(sipproxy.CallEvent{State: sipproxy.CallRinging, CallID: "w1", Caller: "bob", Callee: "alice"})
+	r.OnCall(observe.Call{State: observe.CallRinging, CallID: "w1", Caller: "bob", Callee: "alice"})
 	eventually(t, h, "alice", Ringing, 5*time.Second)
-	h.OnCall(sipproxy.CallEvent{State: sipproxy.CallAnswered, CallID: "w2", Caller: "alice", Callee: "carol"})
+	h.OnCall(observe.Call{State: observe.CallAnswered, CallID: "w2", Caller: "alice", Callee: "carol"})
 	eventually(t, r, "alice", RingInUse, 5*time.Second)
-	r.OnCall(sipproxy.CallEvent{State: sipproxy.CallFailed, CallID: "w1"})
-	h.OnCall(sipproxy.CallEvent{State: sipproxy.CallEnded, CallID: "w2"})
+	r.OnCall(observe.Call{State: observe.CallFailed, CallID: "w1"})
+	h.OnCall(observe.Call{State: observe.CallEnded, CallID: "w2"})
 	eventually(t, r, "alice", NotInUse, 5*time.Second)
 	eventually(t, h, "bob", NotInUse, 5*time.Second)
 	// the remote site's node dies: the hub's node expires its views
@@ -319,7 +319,7 @@ func TestClusterForeignEntries(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	c.OnRegistration(sipproxy.RegAdded, binding("alice", 5070))
+	c.OnRegistration(observe.RegAdded, binding("alice", 5070))
 	if c.Get("alice") != NotInUse {
 		t.Fatal("the node stopped working")
 	}

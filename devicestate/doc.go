@@ -11,8 +11,10 @@
 // Get reads:
 //
 //	n, _ := devicestate.New(devicestate.Options{NodeID: "a"})
-//	cfg.OnCall = n.OnCall                 // sipproxy.Config
-//	cfg.Location.OnChange = n.OnRegistration
+//	proxy.Calls().Add(n.OnCall) // observe.Call
+//	proxy.Location().Changes().Add(func(c sipproxy.RegChange) {
+//		n.OnRegistration(c.Event, observe.Registration{AOR: c.Binding.AOR, Contact: c.Binding.Contact})
+//	})
 //	devicestate.SetDefault(n)
 //	if devicestate.Get("alice").Free() { ... } // in a route handler
 //

@@ -18,7 +18,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipasync/sipasync/eventbus"
-	"github.com/sipasync/sipasync/sipproxy"
+	"github.com/sipasync/sipasync/observe"
 )
 
 // Topic names on the event bus.
@@ -280,10 +280,11 @@ func (n *Node) Mailbox(name string) (MWI, bool) {
 	return v.MWI, true
 }
 
-// OnRegistration is a sipproxy.LocationOptions.OnChange hook: a device with
+// OnRegistration is told of a registrar's binding change (the root wires
+// it to sipproxy.Location.Changes): a device with
 // a live binding here is NOT_INUSE (unless in a call); once its last
 // binding is removed or expired it is UNAVAILABLE.
-func (n *Node) OnRegistration(ev sipproxy.RegEvent, b sipproxy.Binding) {
+func (n *Node) OnRegistration(ev observe.RegEvent, b observe.Registration) {
 	if b.AOR == "" {
 		return
 	}
@@ -292,13 +293,13 @@ func (n *Node) OnRegistration(ev sipproxy.RegEvent, b sipproxy.Binding) {
 	defer n.mu.Unlock()
 	d := n.device(b.AOR)
 	switch ev {
-	case sipproxy.RegAdded, sipproxy.RegRefreshed:
+	case observe.RegAdded, observe.RegRefreshed:
 		if _, ok := d.contacts[key]; ok {
 			return
 		}
 		d.contacts[key] = struct{}{}
 		d.registered = true
-	case sipproxy.RegRemoved, sipproxy.RegExpired:
+	case observe.RegRemoved, observe.RegExpired:
 		if _, ok := d.contacts[key]; !ok {
 			return
 		}
@@ -315,7 +316,8 @@ func contactKey(u sip.Uri) string {
 	return u.User + "@" + strings.ToLower(u.Host) + ":" + strconv.Itoa(u.Port)
 }
 
-// OnCall is a sipproxy.Config.OnCall hook. Per device it counts the calls
+// OnCall is told how a relayed call progresses (an observer of
+// sipproxy.Proxy.Calls). Per device it counts the calls
 // ringing it and the calls it is in; the callee rings from CallRinging, both
 // parties are in use from CallAnswered, and CallFailed or CallEnded ends the
 // call. The caller's device is in use for as long as the call exists. Calls
@@ -323,7 +325,7 @@ func contactKey(u sip.Uri) string {
 // re-routed to another callee (a failure route) moves to it. Route code may
 // report a call itself before the proxy does, e.g. CallRinging as it sends
 // the INVITE, so that a second call does not pick the same device.
-func (n *Node) OnCall(ev sipproxy.CallEvent) {
+func (n *Node) OnCall(ev observe.Call) {
 	if ev.CallID == "" {
 		return
 	}
@@ -331,11 +333,11 @@ func (n *Node) OnCall(ev sipproxy.CallEvent) {
 	defer n.mu.Unlock()
 	c := n.calls[ev.CallID]
 	switch ev.State {
-	case sipproxy.CallRinging, sipproxy.CallAnswered:
+	case observe.CallRinging, observe.CallAnswered:
 		if c == nil {
 			c = &call{}
 			n.calls[ev.CallID] = c
-		} else if c.answered && (ev.State == sipproxy.CallRinging || ev.Callee == "" || ev.Callee == c.callee) {
+		} else if c.answered && (ev.State == observe.CallRinging || ev.Callee == "" || ev.Callee == c.callee) {
 			return // an answered call stays answered
 		}
 		old := *c
@@ -346,7 +348,7 @@ func (n *Node) OnCall(ev sipproxy.CallEvent) {
 		if ev.Caller != "" {
 			c.caller = ev.Caller
 		}
-		c.answered = ev.State == sipproxy.CallAnswered
+		c.answered = ev.State == observe.CallAnswered
 		if c.answered {
 			c.held = old.held && old.callee == c.callee
 		}
@@ -355,8 +357,8 @@ func (n *Node) OnCall(ev sipproxy.CallEvent) {
 			return
 		}
 		n.touchCall(&old, c)
-	case sipproxy.CallFailed, sipproxy.CallEnded:
-		if c == nil || (ev.State == sipproxy.CallFailed && c.answered) {
+	case observe.CallFailed, observe.CallEnded:
+		if c == nil || (ev.State == observe.CallFailed && c.answered) {
 			return // an answered call ends with its BYE
 		}
 		n.applyCall(c, -1)

@@ -10,7 +10,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipasync/sipasync/eventbus"
-	"github.com/sipasync/sipasync/sipproxy"
+	"github.com/sipasync/sipasync/observe"
 )
 
 func newNode(t *testing.T, o Options) *Node {
@@ -26,16 +26,16 @@ func newNode(t *testing.T, o Options) *Node {
 	return n
 }
 
-func binding(aor string, port int) sipproxy.Binding {
-	return sipproxy.Binding{AOR: aor, Contact: sip.Uri{User: aor, Host: "127.0.0.1", Port: port}}
+func binding(aor string, port int) observe.Registration {
+	return observe.Registration{AOR: aor, Contact: sip.Uri{User: aor, Host: "127.0.0.1", Port: port}}
 }
 
-func reg(n *Node, ev sipproxy.RegEvent, aor string, port int) {
+func reg(n *Node, ev observe.RegEvent, aor string, port int) {
 	n.OnRegistration(ev, binding(aor, port))
 }
 
-func callEv(n *Node, st sipproxy.CallState, id, caller, callee string) {
-	n.OnCall(sipproxy.CallEvent{State: st, CallID: id, Caller: caller, Callee: callee})
+func callEv(n *Node, st observe.CallState, id, caller, callee string) {
+	n.OnCall(observe.Call{State: st, CallID: id, Caller: caller, Callee: callee})
 }
 
 func want(t *testing.T, n *Node, device string, s State) {
@@ -48,40 +48,40 @@ func want(t *testing.T, n *Node, device string, s State) {
 func TestRegistrarSource(t *testing.T) {
 	n := newNode(t, Options{})
 	want(t, n, "alice", Unknown)
-	reg(n, sipproxy.RegAdded, "alice", 5070)
+	reg(n, observe.RegAdded, "alice", 5070)
 	want(t, n, "alice", NotInUse)
-	reg(n, sipproxy.RegAdded, "alice", 5071)
-	reg(n, sipproxy.RegRemoved, "alice", 5070)
+	reg(n, observe.RegAdded, "alice", 5071)
+	reg(n, observe.RegRemoved, "alice", 5070)
 	want(t, n, "alice", NotInUse) // one binding left
-	reg(n, sipproxy.RegExpired, "alice", 5071)
+	reg(n, observe.RegExpired, "alice", 5071)
 	want(t, n, "alice", Unavailable)
-	reg(n, sipproxy.RegRefreshed, "alice", 5072) // a refresh of a binding we missed
+	reg(n, observe.RegRefreshed, "alice", 5072) // a refresh of a binding we missed
 	want(t, n, "alice", NotInUse)
-	reg(n, sipproxy.RegRemoved, "alice", 5072)
+	reg(n, observe.RegRemoved, "alice", 5072)
 	want(t, n, "alice", Unavailable)
-	reg(n, sipproxy.RegRemoved, "alice", 5072) // again: nothing changes
+	reg(n, observe.RegRemoved, "alice", 5072) // again: nothing changes
 	want(t, n, "alice", Unavailable)
-	reg(n, sipproxy.RegExpired, "bob", 1) // never registered here: no state
+	reg(n, observe.RegExpired, "bob", 1) // never registered here: no state
 	want(t, n, "bob", Unknown)
 }
 
 func TestCallSource(t *testing.T) {
 	n := newNode(t, Options{})
-	reg(n, sipproxy.RegAdded, "alice", 5070)
-	reg(n, sipproxy.RegAdded, "bob", 5080)
+	reg(n, observe.RegAdded, "alice", 5070)
+	reg(n, observe.RegAdded, "bob", 5080)
 
-	callEv(n, sipproxy.CallRinging, "c1", "bob", "alice")
+	callEv(n, observe.CallRinging, "c1", "bob", "alice")
 	want(t, n, "alice", Ringing)
-	want(t, n, "bob", InUse)                              // the caller is in use while its call is up
-	callEv(n, sipproxy.CallRinging, "c1", "bob", "alice") // repeated: counted once
-	callEv(n, sipproxy.CallAnswered, "c1", "bob", "alice")
+	want(t, n, "bob", InUse)                             // the caller is in use while its call is up
+	callEv(n, observe.CallRinging, "c1", "bob", "alice") // repeated: counted once
+	callEv(n, observe.CallAnswered, "c1", "bob", "alice")
 	want(t, n, "alice", InUse)
 	want(t, n, "bob", InUse)
-	callEv(n, sipproxy.CallAnswered, "c1", "bob", "alice")
-	callEv(n, sipproxy.CallFailed, "c1", "bob", "alice") // a late failure does not end an answered call
+	callEv(n, observe.CallAnswered, "c1", "bob", "alice")
+	callEv(n, observe.CallFailed, "c1", "bob", "alice") // a late failure does not end an answered call
 	want(t, n, "alice", InUse)
 	// the callee hangs up: the BYE goes the other way
-	callEv(n, sipproxy.CallEnded, "c1", "alice", "bob")
+	callEv(n, observe.CallEnded, "c1", "alice", "bob")
 	want(t, n, "alice", NotInUse)
 	want(t, n, "bob", NotInUse)
 	if n.Calls() != 0 {
@@ -89,79 +89,79 @@ func TestCallSource(t *testing.T) {
 	}
 
 	// failure before the answer
-	callEv(n, sipproxy.CallRinging, "c2", "bob", "alice")
-	callEv(n, sipproxy.CallFailed, "c2", "", "")
+	callEv(n, observe.CallRinging, "c2", "bob", "alice")
+	callEv(n, observe.CallFailed, "c2", "", "")
 	want(t, n, "alice", NotInUse)
 	want(t, n, "bob", NotInUse)
 	// answered without a provisional
-	callEv(n, sipproxy.CallAnswered, "c3", "bob", "alice")
+	callEv(n, observe.CallAnswered, "c3", "bob", "alice")
 	want(t, n, "alice", InUse)
-	callEv(n, sipproxy.CallEnded, "c3", "bob", "alice")
-	callEv(n, sipproxy.CallEnded, "c3", "bob", "alice") // a BYE retransmission or a second BYE
+	callEv(n, observe.CallEnded, "c3", "bob", "alice")
+	callEv(n, observe.CallEnded, "c3", "bob", "alice") // a BYE retransmission or a second BYE
 	want(t, n, "alice", NotInUse)
 	want(t, n, "bob", NotInUse)
 	// events without a Call-ID, or for unknown calls, do nothing
-	callEv(n, sipproxy.CallRinging, "", "bob", "alice")
-	callEv(n, sipproxy.CallEnded, "nope", "bob", "alice")
+	callEv(n, observe.CallRinging, "", "bob", "alice")
+	callEv(n, observe.CallEnded, "nope", "bob", "alice")
 	want(t, n, "alice", NotInUse)
 }
 
 func TestSeveralCallsOnOneDevice(t *testing.T) {
 	n := newNode(t, Options{})
-	reg(n, sipproxy.RegAdded, "alice", 5070)
-	callEv(n, sipproxy.CallAnswered, "c1", "bob", "alice")
-	callEv(n, sipproxy.CallRinging, "c2", "carol", "alice") // call waiting
+	reg(n, observe.RegAdded, "alice", 5070)
+	callEv(n, observe.CallAnswered, "c1", "bob", "alice")
+	callEv(n, observe.CallRinging, "c2", "carol", "alice") // call waiting
 	want(t, n, "alice", RingInUse)
-	callEv(n, sipproxy.CallRinging, "c3", "dave", "alice")
-	callEv(n, sipproxy.CallFailed, "c2", "", "")
+	callEv(n, observe.CallRinging, "c3", "dave", "alice")
+	callEv(n, observe.CallFailed, "c2", "", "")
 	want(t, n, "alice", RingInUse) // c3 still rings
-	callEv(n, sipproxy.CallFailed, "c3", "", "")
+	callEv(n, observe.CallFailed, "c3", "", "")
 	want(t, n, "alice", InUse)
-	callEv(n, sipproxy.CallEnded, "c1", "", "")
+	callEv(n, observe.CallEnded, "c1", "", "")
 	want(t, n, "alice", NotInUse)
 	// two answered calls, one ends: still in use
-	callEv(n, sipproxy.CallAnswered, "c4", "bob", "alice")
-	callEv(n, sipproxy.CallAnswered, "c5", "alice", "carol") // alice calls out too
-	callEv(n, sipproxy.CallEnded, "c4", "", "")
+	callEv(n, observe.CallAnswered, "c4", "bob", "alice")
+	callEv(n, observe.CallAnswered, "c5", "alice", "carol") // alice calls out too
+	callEv(n, observe.CallEnded, "c4", "", "")
 	want(t, n, "alice", InUse)
-	callEv(n, sipproxy.CallEnded, "c5", "", "")
+	callEv(n, observe.CallEnded, "c5", "", "")
 	want(t, n, "alice", NotInUse)
 }
 
 func TestCallMovesToAnotherCallee(t *testing.T) {
 	n := newNode(t, Options{})
-	reg(n, sipproxy.RegAdded, "alice", 5070)
-	reg(n, sipproxy.RegAdded, "carol", 5090)
-	callEv(n, sipproxy.CallRinging, "c1", "bob", "alice")
+	reg(n, observe.RegAdded, "alice", 5070)
+	reg(n, observe.RegAdded, "carol", 5090)
+	callEv(n, observe.CallRinging, "c1", "bob", "alice")
 	// alice did not answer; a failure route relays the same call to carol
-	callEv(n, sipproxy.CallRinging, "c1", "bob", "carol")
+	callEv(n, observe.CallRinging, "c1", "bob", "carol")
 	want(t, n, "alice", NotInUse)
 	want(t, n, "carol", Ringing)
-	callEv(n, sipproxy.CallAnswered, "c1", "bob", "carol")
+	callEv(n, observe.CallAnswered, "c1", "bob", "carol")
 	want(t, n, "carol", InUse)
-	callEv(n, sipproxy.CallEnded, "c1", "", "")
+	callEv(n, observe.CallEnded, "c1", "", "")
 	want(t, n, "carol", NotInUse)
 	want(t, n, "bob", Unknown) // never registered here: forgotten once its call ended
 }
 
 func TestHold(t *testing.T) {
 	n := newNode(t, Options{})
-	reg(n, sipproxy.RegAdded, "alice", 5070)
-	callEv(n, sipproxy.CallAnswered, "c1", "bob", "alice")
+	reg(n, observe.RegAdded, "alice", 5070)
+	callEv(n, observe.CallAnswered, "c1", "bob", "alice")
 	n.Hold("c1", true)
 	want(t, n, "alice", OnHold)
 	// Asterisk #1181: one held call must not hide another call
-	callEv(n, sipproxy.CallAnswered, "c2", "carol", "alice")
+	callEv(n, observe.CallAnswered, "c2", "carol", "alice")
 	want(t, n, "alice", InUse)
-	callEv(n, sipproxy.CallEnded, "c2", "", "")
+	callEv(n, observe.CallEnded, "c2", "", "")
 	want(t, n, "alice", OnHold)
-	callEv(n, sipproxy.CallRinging, "c3", "dave", "alice")
+	callEv(n, observe.CallRinging, "c3", "dave", "alice")
 	want(t, n, "alice", RingInUse) // on hold counts as in use
-	callEv(n, sipproxy.CallFailed, "c3", "", "")
+	callEv(n, observe.CallFailed, "c3", "", "")
 	n.Hold("c1", false)
 	want(t, n, "alice", InUse)
 	n.Hold("c1", true)
-	callEv(n, sipproxy.CallEnded, "c1", "", "")
+	callEv(n, observe.CallEnded, "c1", "", "")
 	want(t, n, "alice", NotInUse)
 	n.Hold("c1", true) // ended: nothing
 	n.Hold("zzz", true)
@@ -170,19 +170,19 @@ func TestHold(t *testing.T) {
 
 func TestBusyAt(t *testing.T) {
 	n := newNode(t, Options{BusyAt: 2})
-	reg(n, sipproxy.RegAdded, "alice", 5070)
-	callEv(n, sipproxy.CallAnswered, "c1", "bob", "alice")
+	reg(n, observe.RegAdded, "alice", 5070)
+	callEv(n, observe.CallAnswered, "c1", "bob", "alice")
 	want(t, n, "alice", InUse)
 	// a ringing call counts as in use for busy-at (Asterisk PR #1182)
-	callEv(n, sipproxy.CallRinging, "c2", "carol", "alice")
+	callEv(n, observe.CallRinging, "c2", "carol", "alice")
 	want(t, n, "alice", Busy)
 	// more calls than busy-at is still BUSY (#1181: it was only == before)
-	callEv(n, sipproxy.CallRinging, "c3", "dave", "alice")
+	callEv(n, observe.CallRinging, "c3", "dave", "alice")
 	want(t, n, "alice", Busy)
 	n.Hold("c1", true)
 	want(t, n, "alice", Busy)
-	callEv(n, sipproxy.CallFailed, "c2", "", "")
-	callEv(n, sipproxy.CallFailed, "c3", "", "")
+	callEv(n, observe.CallFailed, "c2", "", "")
+	callEv(n, observe.CallFailed, "c3", "", "")
 	want(t, n, "alice", OnHold)
 	if _, err := New(Options{NodeID: "x", BusyAt: -1}); err == nil {
 		t.Fatal("negative BusyAt accepted")
@@ -191,10 +191,10 @@ func TestBusyAt(t *testing.T) {
 
 func TestUnregisteredDeviceInCall(t *testing.T) {
 	n := newNode(t, Options{})
-	callEv(n, sipproxy.CallRinging, "c1", "+4930123", "alice")
+	callEv(n, observe.CallRinging, "c1", "+4930123", "alice")
 	want(t, n, "alice", Ringing) // not registered here, but ringing through here
 	want(t, n, "+4930123", InUse)
-	callEv(n, sipproxy.CallEnded, "c1", "", "")
+	callEv(n, observe.CallEnded, "c1", "", "")
 	want(t, n, "alice", Unknown)
 	want(t, n, "+4930123", Unknown)
 	if s := n.Stats(); s.Devices != 0 {
@@ -226,13 +226,13 @@ func TestChangesOnTheBus(t *testing.T) {
 			return nil
 		}
 	}
-	reg(n, sipproxy.RegAdded, "alice", 5070)
+	reg(n, observe.RegAdded, "alice", 5070)
 	c, ok := StateType.Payload(next())
 	if !ok || c.Device != "alice" || c.State != NotInUse || c.Old != Invalid ||
 		len(c.Views) != 1 || c.Views[0] != (NodeState{Node: "local", State: NotInUse, Alive: true}) {
 		t.Fatalf("first change: %+v", c)
 	}
-	callEv(n, sipproxy.CallRinging, "c1", "", "alice")
+	callEv(n, observe.CallRinging, "c1", "", "alice")
 	c, _ = StateType.Payload(next())
 	if c.State != Ringing || c.Old != NotInUse {
 		t.Fatalf("second change: %+v", c)
@@ -240,12 +240,12 @@ func TestChangesOnTheBus(t *testing.T) {
 	if cc, ok := n.Change("alice"); !ok || cc.State != Ringing {
 		t.Fatalf("cache: %+v", cc)
 	}
-	callEv(n, sipproxy.CallFailed, "c1", "", "")
+	callEv(n, observe.CallFailed, "c1", "", "")
 	next()
 	// a device forgotten is cleared from the cache
-	callEv(n, sipproxy.CallRinging, "c2", "", "zed")
+	callEv(n, observe.CallRinging, "c2", "", "zed")
 	next()
-	callEv(n, sipproxy.CallFailed, "c2", "", "")
+	callEv(n, observe.CallFailed, "c2", "", "")
 	m := next()
 	if cl, ok := eventbus.CacheClearType.Payload(m); !ok || cl.ID != "zed" {
 		t.Fatalf("want a clear for zed, got %v", m.Payload())

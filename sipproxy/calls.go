@@ -2,40 +2,40 @@ package sipproxy
 
 import (
 	"github.com/emiago/sipgo/sip"
+	"github.com/sipasync/sipasync/observe"
 	"github.com/sipasync/sipasync/transaction"
 )
 
-// CallState is a step of a relayed call.
-type CallState uint8
+// CallState is a step of a relayed call (observe.CallState).
+type CallState = observe.CallState
 
-// Call states reported to Config.OnCall.
+// Call states reported to the Calls observers.
 const (
-	CallRinging  CallState = iota + 1 // an initial INVITE got a provisional (> 100) response
-	CallAnswered                      // it got a 2xx
-	CallFailed                        // it ended without a 2xx (failure, CANCEL, timeout)
-	CallEnded                         // a BYE for the call was relayed
+	CallRinging  = observe.CallRinging
+	CallAnswered = observe.CallAnswered
+	CallFailed   = observe.CallFailed
+	CallEnded    = observe.CallEnded
 )
 
-func (s CallState) String() string {
-	return [...]string{"", "ringing", "answered", "failed", "ended"}[s]
-}
+// CallEvent tells how a relayed call progresses (observe.Call).
+type CallEvent = observe.Call
 
-// CallEvent tells how a relayed call progresses. Caller is the From user;
-// Callee the address of record the call was routed to (the R-URI user before
-// the location lookup rewrote it), for a BYE the To or From user as given.
-type CallEvent struct {
-	State  CallState
-	CallID string
-	Caller string
-	Callee string
-}
+// Calls is the list of observers of relayed calls' progress (device
+// state, a program's own). They run on the relay's goroutine with no lock
+// held; keep them short. Join before Start.
+func (p *Proxy) Calls() *observe.List[observe.Call] { return &p.calls }
+
+// Requests is the list of observers of every request that reaches the
+// proxy (metrics); the responses it sends are the transaction table's
+// Responses. They run on the reading goroutine; keep them short.
+func (p *Proxy) Requests() *observe.List[*sip.Request] { return &p.requests }
 
 // attrCallee keeps the callee's address of record on the transaction.
 const attrCallee = "sipproxy:callee"
 
 // callOf returns the call an initial INVITE or a BYE belongs to, or nil.
 func (p *Proxy) callOf(tx *transaction.Tx, req *sip.Request) *CallEvent {
-	if p.cfg.OnCall == nil || (!req.IsInvite() && req.Method != sip.BYE) {
+	if p.calls.Len() == 0 || (!req.IsInvite() && req.Method != sip.BYE) {
 		return nil
 	}
 	if req.IsInvite() && HasToTag(req) {
@@ -57,7 +57,7 @@ func (p *Proxy) reportCall(ev *CallEvent, st CallState) {
 	}
 	e := *ev
 	e.State = st
-	p.cfg.OnCall(e)
+	p.calls.Notify(e)
 }
 
 // callID returns the request's Call-ID, or "" when it has none.

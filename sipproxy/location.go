@@ -12,6 +12,8 @@ import (
 
 	"github.com/benbjohnson/clock"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipasync/sipasync/observe"
 )
 
 // Registrar errors; each maps to a SIP status in Save's caller.
@@ -42,19 +44,15 @@ type Binding struct {
 }
 
 // RegEvent tells what happened to a binding.
-type RegEvent uint8
+type RegEvent = observe.RegEvent
 
 // Registration events.
 const (
-	RegAdded RegEvent = iota + 1
-	RegRefreshed
-	RegRemoved
-	RegExpired
+	RegAdded     = observe.RegAdded
+	RegRefreshed = observe.RegRefreshed
+	RegRemoved   = observe.RegRemoved
+	RegExpired   = observe.RegExpired
 )
-
-func (e RegEvent) String() string {
-	return [...]string{"", "added", "refreshed", "removed", "expired"}[e]
-}
 
 // LocationOptions configure the location service.
 type LocationOptions struct {
@@ -64,8 +62,14 @@ type LocationOptions struct {
 	MaxExpires     time.Duration // longer requests are shortened; default 3600s
 	MaxContacts    int           // per AOR; default 10
 	UseDomain      bool          // key by user@host rather than user
-	// OnChange is told of every binding change, without locks held.
+	// OnChange, if set, is the first observer of Changes.
 	OnChange func(ev RegEvent, b Binding)
+}
+
+// RegChange is a binding's change, as Location.Changes reports it.
+type RegChange struct {
+	Event   RegEvent
+	Binding Binding
 }
 
 // Location is the in-memory location service (usrloc). Bindings expire on
@@ -76,6 +80,8 @@ type Location struct {
 
 	mu sync.Mutex
 	m  map[string][]*Binding
+
+	changes observe.List[RegChange]
 }
 
 // NewLocation returns an empty location service.
@@ -95,7 +101,11 @@ func NewLocation(o LocationOptions) *Location {
 	if o.MaxContacts <= 0 {
 		o.MaxContacts = 10
 	}
-	return &Location{opts: o, clock: o.Clock, m: make(map[string][]*Binding)}
+	l := &Location{opts: o, clock: o.Clock, m: make(map[string][]*Binding)}
+	if f := o.OnChange; f != nil {
+		l.changes.Add(func(c RegChange) { f(c.Event, c.Binding) })
+	}
+	return l
 }
 
 // MinExpires returns the smallest accepted non-zero expiry.
@@ -314,13 +324,15 @@ func (l *Location) sweepLocked(aor string, now time.Time, changes *[]change) []*
 }
 
 func (l *Location) emit(cs []change) {
-	if l.opts.OnChange == nil {
-		return
-	}
 	for _, c := range cs {
-		l.opts.OnChange(c.ev, c.b)
+		l.changes.Notify(RegChange{Event: c.ev, Binding: c.b})
 	}
 }
+
+// Changes is the list of observers of every binding change (events,
+// device state, a program's own). They run without the location's locks
+// held; keep them short. Join before the first REGISTER.
+func (l *Location) Changes() *observe.List[RegChange] { return &l.changes }
 
 // Lookup returns the live bindings of a key, highest q first (a contact
 // registered without q counts as 1.0), then the most recently added or

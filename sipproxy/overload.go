@@ -13,6 +13,7 @@ import (
 
 	"github.com/benbjohnson/clock"
 	"github.com/emiago/sipgo/sip"
+	"github.com/sipasync/sipasync/transaction"
 )
 
 // Overload control. Past its capacity a SIP proxy does not slow down
@@ -284,8 +285,8 @@ func (p *Proxy) shedRequest(req *sip.Request, stx *sip.ServerTx) bool {
 	res.AppendHeader(retryAfter())
 	if err := stx.Respond(res); err != nil {
 		g.shedDropped.Add(1)
-	} else if p.cfg.Transactions.OnRespond != nil {
-		p.cfg.Transactions.OnRespond(req, res.StatusCode)
+	} else {
+		p.txs.Responses().Notify(transaction.Response{Request: req, Code: res.StatusCode})
 	}
 	return true
 }

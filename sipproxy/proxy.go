@@ -26,6 +26,7 @@ import (
 	"github.com/benbjohnson/clock"
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/sipasync/sipasync/observe"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/transaction"
 )
@@ -66,13 +67,6 @@ type Config struct {
 	// globals: the first proxy built sets them (see setTimers), and a later
 	// one that asks for another FrTimeout is an error.
 	FrTimeout time.Duration
-	// OnCall, if set, is told how relayed calls progress (for device state).
-	// It runs on the relay's goroutine without locks held; keep it short.
-	OnCall func(CallEvent)
-	// OnRequest, if set, sees every request that reaches the proxy (metrics);
-	// the responses it sends are reported to Transactions.OnRespond. It runs
-	// on sipgo's per-message goroutine; keep it short.
-	OnRequest func(*sip.Request)
 	// MaxMessageSize is the largest message taken, in bytes (0 means
 	// DefaultMaxMessageSize); larger ones are answered 513 or dropped, and
 	// counted (InputStats). On UDP it is at most sipgo's read buffer less
@@ -142,6 +136,9 @@ type Proxy struct {
 
 	asyncMu sync.Mutex
 	async   any // the async engine route Contexts park on (SetAsync)
+
+	calls    observe.List[observe.Call]
+	requests observe.List[*sip.Request]
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -509,9 +506,7 @@ func (p *Proxy) onRequest(req *sip.Request, stx *sip.ServerTx) {
 	if p.refuseInvalid(req, stx) {
 		return
 	}
-	if p.cfg.OnRequest != nil {
-		p.cfg.OnRequest(req)
-	}
+	p.requests.Notify(req)
 	if req.Transport() != "UDP" && p.shedRequest(req, stx) {
 		return
 	}
@@ -561,8 +556,8 @@ func (p *Proxy) onRequest(req *sip.Request, stx *sip.ServerTx) {
 
 // respondDirect answers a request that has no transaction in the table.
 func (p *Proxy) respondDirect(req *sip.Request, stx *sip.ServerTx, res *sip.Response) {
-	if err := stx.Respond(res); err == nil && p.cfg.Transactions.OnRespond != nil {
-		p.cfg.Transactions.OnRespond(req, res.StatusCode)
+	if err := stx.Respond(res); err == nil {
+		p.txs.Responses().Notify(transaction.Response{Request: req, Code: res.StatusCode})
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 
 	"github.com/benbjohnson/clock"
 	"github.com/emiago/sipgo/sip"
+	"github.com/sipasync/sipasync/observe"
 	"github.com/sipasync/sipasync/timerwheel"
 )
 
@@ -446,8 +447,8 @@ func (tx *Tx) Respond(res *sip.Response) error {
 		return ErrFinal
 	}
 	err := tx.stx.Respond(res)
-	if err == nil && tx.table.opts.OnRespond != nil {
-		tx.table.opts.OnRespond(tx.req, res.StatusCode)
+	if err == nil {
+		tx.table.responses.Notify(Response{Request: tx.req, Code: res.StatusCode})
 	}
 	if errors.Is(err, sip.ErrTransactionCanceled) {
 		tx.canceled.Store(true)
@@ -481,12 +482,10 @@ type Options struct {
 	SuspendTimeout time.Duration
 	// Clock is the time source (tests use a mock). Nil means the real clock.
 	Clock clock.Clock
-	// OnChange, if set, is told about suspend/resume/expire/cancel/end. It
-	// runs on the caller's goroutine without table locks held; keep it short.
+	// OnChange, if set, is the first observer of Changes: suspend, resume,
+	// expire, cancel, end. Others join with Changes().Add.
 	OnChange func(tx *Tx, ev Event)
-	// OnRespond, if set, is told about every response sent on a server
-	// transaction (metrics). It runs on the sender's goroutine, possibly
-	// under a transaction's locks: it must not call into the table.
+	// OnRespond, if set, is the first observer of Responses.
 	OnRespond func(req *sip.Request, code int)
 	// Remember is how long the slot of an ended transaction that was
 	// parked is kept before it is reused, so that a late resume with one of
@@ -547,6 +546,9 @@ type Table struct {
 	live   int
 	parked int
 
+	changes   observe.List[Change]
+	responses observe.List[Response]
+
 	stats struct {
 		created, suspends, resumes, expired, canceled atomic.Uint64
 		stale, ended, rejected, lateCancels           atomic.Uint64
@@ -573,7 +575,14 @@ func New(opts Options) *Table {
 	if opts.MaxRemembered <= 0 {
 		opts.MaxRemembered = 1 << 17
 	}
-	return &Table{opts: opts, clock: opts.Clock}
+	t := &Table{opts: opts, clock: opts.Clock}
+	if f := opts.OnChange; f != nil {
+		t.changes.Add(func(c Change) { f(c.Tx, c.Event) })
+	}
+	if f := opts.OnRespond; f != nil {
+		t.responses.Add(func(r Response) { f(r.Request, r.Code) })
+	}
+	return t
 }
 
 // SuspendTimeout returns the default suspend deadline.
@@ -928,11 +937,31 @@ func (t *Table) release(tx *Tx) {
 	t.mu.Unlock()
 }
 
-func (t *Table) notify(tx *Tx, ev Event) {
-	if t.opts.OnChange != nil {
-		t.opts.OnChange(tx, ev)
-	}
+func (t *Table) notify(tx *Tx, ev Event) { t.changes.Notify(Change{Tx: tx, Event: ev}) }
+
+// Change is a transaction's state change, as Changes reports it.
+type Change struct {
+	Tx    *Tx
+	Event Event
 }
+
+// Response is a response sent on a server transaction, as Responses
+// reports it.
+type Response struct {
+	Request *sip.Request
+	Code    int
+}
+
+// Changes is the list of observers of the transactions' state changes
+// (suspended, resumed, expired, canceled, ended): events, metrics. They run
+// on the changing goroutine without table locks held, one transaction's in
+// order; keep them short. Join before the first transaction.
+func (t *Table) Changes() *observe.List[Change] { return &t.changes }
+
+// Responses is the list of observers of every response sent on a server
+// transaction (metrics). They run on the sender's goroutine, possibly under
+// a transaction's locks: they must not call into the table.
+func (t *Table) Responses() *observe.List[Response] { return &t.responses }
 
 // Stats returns the table's counters.
 func (t *Table) Stats() Stats {
