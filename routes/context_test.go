@@ -6,6 +6,9 @@ import (
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/sipasync/sipasync/transaction"
 )
 
@@ -53,7 +56,7 @@ func newTx(t *testing.T) (*transaction.Table, *transaction.Tx) {
 	t.Helper()
 	tt := transaction.New(transaction.Options{})
 	tx, err := tt.Add(newRequest(), nil)
-	need(t, err)
+	require.NoError(t, err)
 	return tt, tx
 }
 
@@ -67,29 +70,29 @@ func newCtx(t *testing.T) (*Context, *recorder, *transaction.Tx) {
 
 func TestNewContextDefaults(t *testing.T) {
 	c := NewContext(ContextOptions{})
-	truth(t, c.Context() != nil, "a nil context becomes Background")
-	truth(t, c.Logger() != nil, "a nil logger becomes the default")
-	truth(t, c.Tx() == nil, "no transaction")
-	truth(t, c.Engine() == nil, "no engine")
-	eq(t, OutcomeNone, c.Outcome())
+	assert.True(t, c.Context() != nil, "a nil context becomes Background")
+	assert.True(t, c.Logger() != nil, "a nil logger becomes the default")
+	assert.True(t, c.Tx() == nil, "no transaction")
+	assert.True(t, c.Engine() == nil, "no engine")
+	assert.Equal(t, OutcomeNone, c.Outcome())
 
 	_, tx := newTx(t)
 	c = NewContext(ContextOptions{Tx: tx})
-	truth(t, tx.Request() == c.Request(), "the request defaults to the transaction's")
+	assert.True(t, tx.Request() == c.Request(), "the request defaults to the transaction's")
 
 	other := newRequest()
 	c = NewContext(ContextOptions{Tx: tx, Request: other})
-	truth(t, other == c.Request(), "an explicit request wins")
+	assert.True(t, other == c.Request(), "an explicit request wins")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	res := sip.NewResponseFromRequest(other, 486, "Busy Here", nil)
 	c = NewContext(ContextOptions{Ctx: ctx, Kind: KindFailure, Name: "MISSED", Response: res, Data: 42})
-	eq(t, ctx, c.Context())
-	eq(t, KindFailure, c.Kind())
-	eq(t, "MISSED", c.RouteName())
-	truth(t, res == c.Response(), "the response is kept")
-	eq(t, 42, c.Data())
+	assert.Equal(t, ctx, c.Context())
+	assert.Equal(t, KindFailure, c.Kind())
+	assert.Equal(t, "MISSED", c.RouteName())
+	assert.True(t, res == c.Response(), "the response is kept")
+	assert.Equal(t, 42, c.Data())
 }
 
 func TestContextAttrWithTransaction(t *testing.T) {
@@ -97,172 +100,172 @@ func TestContextAttrWithTransaction(t *testing.T) {
 	c := NewContext(ContextOptions{Tx: tx})
 
 	_, ok := c.Attr("caller")
-	truth(t, !ok)
+	assert.True(t, !ok)
 	c.SetAttr("caller", "alice")
 	c.SetAttr("n", 3)
 
 	v, ok := c.Attr("caller")
-	truth(t, ok)
-	eq(t, "alice", v)
-	eq(t, "alice", c.AttrString("caller"))
-	eq(t, "", c.AttrString("n"), "a non-string attribute reads as empty")
-	eq(t, "", c.AttrString("absent"))
+	assert.True(t, ok)
+	assert.Equal(t, "alice", v)
+	assert.Equal(t, "alice", c.AttrString("caller"))
+	assert.Equal(t, "", c.AttrString("n"), "a non-string attribute reads as empty")
+	assert.Equal(t, "", c.AttrString("absent"))
 
 	// The attribute lives on the transaction: a later run (a resumed route)
 	// with a new Context sees it.
 	v, ok = tx.Attr("caller")
-	truth(t, ok)
-	eq(t, "alice", v)
+	assert.True(t, ok)
+	assert.Equal(t, "alice", v)
 	later := NewContext(ContextOptions{Tx: tx, Kind: KindNamed, Name: "RESUME"})
-	eq(t, "alice", later.AttrString("caller"))
+	assert.Equal(t, "alice", later.AttrString("caller"))
 	n, _ := later.Attr("n")
-	eq(t, 3, n)
+	assert.Equal(t, 3, n)
 }
 
 func TestContextAttrWithoutTransaction(t *testing.T) {
 	c := NewContext(ContextOptions{Kind: KindEvent, Name: "core:tkv"})
 	_, ok := c.Attr("k")
-	truth(t, !ok, "reading before any write works on a nil map")
+	assert.True(t, !ok, "reading before any write works on a nil map")
 	c.SetAttr("k", "v")
-	eq(t, "v", c.AttrString("k"))
+	assert.Equal(t, "v", c.AttrString("k"))
 	c.SetAttr("k", "w")
-	eq(t, "w", c.AttrString("k"), "SetAttr overwrites")
+	assert.Equal(t, "w", c.AttrString("k"), "SetAttr overwrites")
 
 	other := NewContext(ContextOptions{Kind: KindEvent, Name: "core:tkv"})
 	_, ok = other.Attr("k")
-	truth(t, !ok, "runs without a transaction do not share attributes")
+	assert.True(t, !ok, "runs without a transaction do not share attributes")
 }
 
 func TestContextReply(t *testing.T) {
 	c, rec, _ := newCtx(t)
 	hdr := sip.NewHeader("X-Test", "1")
-	need(t, c.Reply(404, "Not Found", hdr))
-	needEq(t, 1, len(rec.replies))
-	eq(t, 404, rec.replies[0].code)
-	eq(t, "Not Found", rec.replies[0].reason)
-	truth(t, rec.replies[0].body == nil, "no body")
-	eq(t, []sip.Header{hdr}, rec.replies[0].hdrs)
-	eq(t, OutcomeReplied, c.Outcome())
+	require.NoError(t, c.Reply(404, "Not Found", hdr))
+	require.Equal(t, 1, len(rec.replies))
+	assert.Equal(t, 404, rec.replies[0].code)
+	assert.Equal(t, "Not Found", rec.replies[0].reason)
+	assert.True(t, rec.replies[0].body == nil, "no body")
+	assert.Equal(t, []sip.Header{hdr}, rec.replies[0].hdrs)
+	assert.Equal(t, OutcomeReplied, c.Outcome())
 
 	c, rec, _ = newCtx(t)
-	need(t, c.ReplyBody(200, "OK", []byte("v=0")))
-	needEq(t, 1, len(rec.replies))
-	eq(t, []byte("v=0"), rec.replies[0].body)
-	eq(t, OutcomeReplied, c.Outcome())
+	require.NoError(t, c.ReplyBody(200, "OK", []byte("v=0")))
+	require.Equal(t, 1, len(rec.replies))
+	assert.Equal(t, []byte("v=0"), rec.replies[0].body)
+	assert.Equal(t, OutcomeReplied, c.Outcome())
 }
 
 func TestContextProvisionalReplyDoesNotEnd(t *testing.T) {
 	c, rec, _ := newCtx(t)
-	need(t, c.Reply(180, "Ringing"))
-	needEq(t, 1, len(rec.replies))
-	eq(t, 180, rec.replies[0].code)
-	eq(t, OutcomeNone, c.Outcome(), "a provisional reply is not a final outcome")
+	require.NoError(t, c.Reply(180, "Ringing"))
+	require.Equal(t, 1, len(rec.replies))
+	assert.Equal(t, 180, rec.replies[0].code)
+	assert.Equal(t, OutcomeNone, c.Outcome(), "a provisional reply is not a final outcome")
 
-	need(t, c.Reply(199, "Early Dialog Terminated"))
-	eq(t, OutcomeNone, c.Outcome(), "199 is still provisional")
+	require.NoError(t, c.Reply(199, "Early Dialog Terminated"))
+	assert.Equal(t, OutcomeNone, c.Outcome(), "199 is still provisional")
 
-	need(t, c.Reply(200, "OK"))
-	eq(t, OutcomeReplied, c.Outcome(), "200 is the first final code")
+	require.NoError(t, c.Reply(200, "OK"))
+	assert.Equal(t, OutcomeReplied, c.Outcome(), "200 is the first final code")
 }
 
 func TestContextReplyEngineError(t *testing.T) {
 	c, rec, _ := newCtx(t)
 	rec.err = errors.New("transport down")
-	errIs(t, c.Reply(200, "OK"), rec.err)
-	eq(t, OutcomeNone, c.Outcome(), "a failed reply sets no outcome")
-	errIs(t, c.Relay(), rec.err)
-	eq(t, OutcomeNone, c.Outcome(), "a failed relay sets no outcome")
+	assert.ErrorIs(t, c.Reply(200, "OK"), rec.err)
+	assert.Equal(t, OutcomeNone, c.Outcome(), "a failed reply sets no outcome")
+	assert.ErrorIs(t, c.Relay(), rec.err)
+	assert.Equal(t, OutcomeNone, c.Outcome(), "a failed relay sets no outcome")
 }
 
 func TestContextRelay(t *testing.T) {
 	c, rec, _ := newCtx(t)
-	need(t, c.Relay())
-	eq(t, []string{""}, rec.relays, "no destination: the engine picks the next hop")
-	eq(t, OutcomeRelayed, c.Outcome())
+	require.NoError(t, c.Relay())
+	assert.Equal(t, []string{""}, rec.relays, "no destination: the engine picks the next hop")
+	assert.Equal(t, OutcomeRelayed, c.Outcome())
 
 	c, rec, _ = newCtx(t)
 	c.SetDestination("10.0.0.2:5070")
-	eq(t, "10.0.0.2:5070", c.Destination())
-	need(t, c.Relay())
-	eq(t, []string{"10.0.0.2:5070"}, rec.relays, "Relay uses the destination set")
+	assert.Equal(t, "10.0.0.2:5070", c.Destination())
+	require.NoError(t, c.Relay())
+	assert.Equal(t, []string{"10.0.0.2:5070"}, rec.relays, "Relay uses the destination set")
 
 	c, rec, _ = newCtx(t)
 	c.SetDestination("10.0.0.2:5070")
-	need(t, c.RelayTo("tcp:10.0.0.3:5080"))
-	eq(t, []string{"tcp:10.0.0.3:5080"}, rec.relays, "RelayTo overrides the destination")
-	eq(t, OutcomeRelayed, c.Outcome())
+	require.NoError(t, c.RelayTo("tcp:10.0.0.3:5080"))
+	assert.Equal(t, []string{"tcp:10.0.0.3:5080"}, rec.relays, "RelayTo overrides the destination")
+	assert.Equal(t, OutcomeRelayed, c.Outcome())
 }
 
 func TestContextActionsWithoutEngineOrTransaction(t *testing.T) {
 	_, tx := newTx(t)
 	noEngine := NewContext(ContextOptions{Tx: tx})
-	errIs(t, noEngine.Reply(200, "OK"), ErrNoEngine)
-	errIs(t, noEngine.Relay(), ErrNoEngine)
-	errIs(t, noEngine.RelayTo("10.0.0.1:5060"), ErrNoEngine)
-	errIs(t, noEngine.Route("X"), ErrNoEngine)
-	eq(t, OutcomeNone, noEngine.Outcome())
+	assert.ErrorIs(t, noEngine.Reply(200, "OK"), ErrNoEngine)
+	assert.ErrorIs(t, noEngine.Relay(), ErrNoEngine)
+	assert.ErrorIs(t, noEngine.RelayTo("10.0.0.1:5060"), ErrNoEngine)
+	assert.ErrorIs(t, noEngine.Route("X"), ErrNoEngine)
+	assert.Equal(t, OutcomeNone, noEngine.Outcome())
 
 	rec := &recorder{table: NewTable()}
 	noTx := NewContext(ContextOptions{Engine: rec, Kind: KindEvent, Name: "core:tkv"})
-	errIs(t, noTx.Reply(200, "OK"), ErrNoTransaction)
-	errIs(t, noTx.ReplyBody(200, "OK", []byte("x")), ErrNoTransaction)
-	errIs(t, noTx.Relay(), ErrNoTransaction)
-	eq(t, 0, len(rec.replies), "the engine is not called without a transaction")
-	eq(t, 0, len(rec.relays))
-	eq(t, OutcomeNone, noTx.Outcome())
+	assert.ErrorIs(t, noTx.Reply(200, "OK"), ErrNoTransaction)
+	assert.ErrorIs(t, noTx.ReplyBody(200, "OK", []byte("x")), ErrNoTransaction)
+	assert.ErrorIs(t, noTx.Relay(), ErrNoTransaction)
+	assert.Equal(t, 0, len(rec.replies), "the engine is not called without a transaction")
+	assert.Equal(t, 0, len(rec.relays))
+	assert.Equal(t, OutcomeNone, noTx.Outcome())
 }
 
 func TestContextDropAndPark(t *testing.T) {
 	c, rec, _ := newCtx(t)
 	c.Drop()
-	eq(t, OutcomeDropped, c.Outcome())
-	eq(t, 0, len(rec.replies), "Drop sends nothing")
+	assert.Equal(t, OutcomeDropped, c.Outcome())
+	assert.Equal(t, 0, len(rec.replies), "Drop sends nothing")
 
 	c, _, _ = newCtx(t)
 	c.MarkParked()
-	eq(t, OutcomeParked, c.Outcome())
+	assert.Equal(t, OutcomeParked, c.Outcome())
 }
 
 func TestContextArmedRoutes(t *testing.T) {
 	c, _, _ := newCtx(t)
-	truth(t, !c.RecordRouted())
-	eq(t, "", c.FailureRoute())
-	eq(t, "", c.ReplyRoute())
+	assert.True(t, !c.RecordRouted())
+	assert.Equal(t, "", c.FailureRoute())
+	assert.Equal(t, "", c.ReplyRoute())
 	c.RecordRoute()
 	c.OnFailure("MISSED")
 	c.OnReply("RPL")
-	truth(t, c.RecordRouted())
-	eq(t, "MISSED", c.FailureRoute())
-	eq(t, "RPL", c.ReplyRoute())
+	assert.True(t, c.RecordRouted())
+	assert.Equal(t, "MISSED", c.FailureRoute())
+	assert.Equal(t, "RPL", c.ReplyRoute())
 }
 
 func TestContextRoute(t *testing.T) {
 	c, rec, _ := newCtx(t)
 	var gotKind Kind
 	var gotName string
-	need(t, rec.table.Route("AUTH", HandlerFunc(func(c *Context) error {
+	require.NoError(t, rec.table.Route("AUTH", HandlerFunc(func(c *Context) error {
 		gotKind, gotName = c.Kind(), c.RouteName()
 		c.SetAttr("authed", true)
 		return c.Reply(403, "Forbidden")
 	})))
 
-	need(t, c.Route("AUTH"))
-	eq(t, KindNamed, gotKind, "route[AUTH] runs as a named route")
-	eq(t, "AUTH", gotName)
-	eq(t, KindRequest, c.Kind(), "the caller's kind is restored")
-	eq(t, "", c.RouteName(), "the caller's name is restored")
-	eq(t, OutcomeReplied, c.Outcome(), "route[AUTH] ran with the caller's Context")
+	require.NoError(t, c.Route("AUTH"))
+	assert.Equal(t, KindNamed, gotKind, "route[AUTH] runs as a named route")
+	assert.Equal(t, "AUTH", gotName)
+	assert.Equal(t, KindRequest, c.Kind(), "the caller's kind is restored")
+	assert.Equal(t, "", c.RouteName(), "the caller's name is restored")
+	assert.Equal(t, OutcomeReplied, c.Outcome(), "route[AUTH] ran with the caller's Context")
 	v, _ := c.Attr("authed")
-	eq(t, true, v)
-	needEq(t, 1, len(rec.replies))
-	eq(t, 403, rec.replies[0].code)
+	assert.Equal(t, true, v)
+	require.Equal(t, 1, len(rec.replies))
+	assert.Equal(t, 403, rec.replies[0].code)
 }
 
 func TestContextRouteNestedAndError(t *testing.T) {
 	c, rec, _ := newCtx(t)
 	boom := errors.New("boom")
 	var trail []string
-	need(t, rec.table.Route("OUTER", HandlerFunc(func(c *Context) error {
+	require.NoError(t, rec.table.Route("OUTER", HandlerFunc(func(c *Context) error {
 		trail = append(trail, "outer:"+c.RouteName())
 		if err := c.Route("INNER"); err != nil {
 			trail = append(trail, "back:"+c.RouteName())
@@ -270,51 +273,51 @@ func TestContextRouteNestedAndError(t *testing.T) {
 		}
 		return nil
 	})))
-	need(t, rec.table.Route("INNER", HandlerFunc(func(c *Context) error {
+	require.NoError(t, rec.table.Route("INNER", HandlerFunc(func(c *Context) error {
 		trail = append(trail, "inner:"+c.RouteName())
 		return boom
 	})))
 
 	c = NewContext(ContextOptions{Engine: rec, Tx: c.Tx(), Kind: KindFailure, Name: "MISSED"})
 	err := c.Route("OUTER")
-	errIs(t, err, boom, "the route's error is returned to the caller")
-	eq(t, []string{"outer:OUTER", "inner:INNER", "back:OUTER"}, trail)
-	eq(t, KindFailure, c.Kind(), "kind restored after an error")
-	eq(t, "MISSED", c.RouteName(), "name restored after an error")
+	assert.ErrorIs(t, err, boom, "the route's error is returned to the caller")
+	assert.Equal(t, []string{"outer:OUTER", "inner:INNER", "back:OUTER"}, trail)
+	assert.Equal(t, KindFailure, c.Kind(), "kind restored after an error")
+	assert.Equal(t, "MISSED", c.RouteName(), "name restored after an error")
 }
 
 func TestContextRouteUnknown(t *testing.T) {
 	c, rec, _ := newCtx(t)
-	need(t, rec.table.Failure("ONLY_FAILURE", nop))
-	errIs(t, c.Route("NOPE"), ErrUnknownRoute)
-	errIs(t, c.Route("ONLY_FAILURE"), ErrUnknownRoute, "Route runs named routes only")
-	eq(t, KindRequest, c.Kind())
-	eq(t, OutcomeNone, c.Outcome())
+	require.NoError(t, rec.table.Failure("ONLY_FAILURE", nop))
+	assert.ErrorIs(t, c.Route("NOPE"), ErrUnknownRoute)
+	assert.ErrorIs(t, c.Route("ONLY_FAILURE"), ErrUnknownRoute, "Route runs named routes only")
+	assert.Equal(t, KindRequest, c.Kind())
+	assert.Equal(t, OutcomeNone, c.Outcome())
 }
 
 func TestContextResumeReason(t *testing.T) {
 	tt, tx := newTx(t)
 	c := NewContext(ContextOptions{Tx: tx})
-	eq(t, transaction.ReasonNone, c.ResumeReason(), "a first run is not a resume")
-	eq[any](t, c.ResumeValue(), nil)
+	assert.Equal(t, transaction.ReasonNone, c.ResumeReason(), "a first run is not a resume")
+	assert.Equal(t, c.ResumeValue(), nil)
 
 	tok, err := tt.Suspend(tx, transaction.Suspension{Route: "RESUME", Value: "from-suspend"})
-	need(t, err)
+	require.NoError(t, err)
 	rtx, err := tt.Continue(tok, transaction.ReasonTimer, nil)
-	need(t, err)
+	require.NoError(t, err)
 	c = NewContext(ContextOptions{Tx: rtx, Kind: KindNamed, Name: "RESUME"})
-	eq(t, transaction.ReasonTimer, c.ResumeReason())
-	eq(t, "from-suspend", c.ResumeValue(), "the suspension's value reaches the resumed route")
+	assert.Equal(t, transaction.ReasonTimer, c.ResumeReason())
+	assert.Equal(t, "from-suspend", c.ResumeValue(), "the suspension's value reaches the resumed route")
 
 	tok, err = tt.Suspend(rtx, transaction.Suspension{Route: "RESUME", Value: "from-suspend"})
-	need(t, err)
+	require.NoError(t, err)
 	rtx, err = tt.Continue(tok, transaction.ReasonExternal, 7)
-	need(t, err)
+	require.NoError(t, err)
 	c = NewContext(ContextOptions{Tx: rtx, Kind: KindNamed, Name: "RESUME"})
-	eq(t, transaction.ReasonExternal, c.ResumeReason())
-	eq(t, 7, c.ResumeValue(), "a value given to Continue wins")
+	assert.Equal(t, transaction.ReasonExternal, c.ResumeReason())
+	assert.Equal(t, 7, c.ResumeValue(), "a value given to Continue wins")
 
 	noTx := NewContext(ContextOptions{Kind: KindEvent})
-	eq(t, transaction.ReasonNone, noTx.ResumeReason())
-	eq[any](t, noTx.ResumeValue(), nil)
+	assert.Equal(t, transaction.ReasonNone, noTx.ResumeReason())
+	assert.Equal(t, noTx.ResumeValue(), nil)
 }

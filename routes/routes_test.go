@@ -6,6 +6,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // nop is a handler that does nothing.
@@ -45,7 +48,7 @@ func TestKindString(t *testing.T) {
 		KindEvent:   "event_route",
 		Kind(42):    "kind(42)",
 	} {
-		eq(t, want, k.String())
+		assert.Equal(t, want, k.String())
 	}
 }
 
@@ -53,13 +56,13 @@ func TestTableDuplicateRoute(t *testing.T) {
 	for _, k := range namedKinds {
 		t.Run(k.String(), func(t *testing.T) {
 			tb := NewTable()
-			need(t, register(tb, k, "A", nop))
+			require.NoError(t, register(tb, k, "A", nop))
 			err := register(tb, k, "A", nop)
-			needIs(t, err, ErrDuplicateRoute)
-			has(t, err.Error(), k.String()+"[A]", "the error names the route")
+			require.ErrorIs(t, err, ErrDuplicateRoute)
+			assert.Contains(t, err.Error(), k.String()+"[A]", "the error names the route")
 			// The first registration is kept.
-			truth(t, tb.Has(k, "A"))
-			eq(t, []string{"A"}, tb.Names(k))
+			assert.True(t, tb.Has(k, "A"))
+			assert.Equal(t, []string{"A"}, tb.Names(k))
 		})
 	}
 }
@@ -67,148 +70,148 @@ func TestTableDuplicateRoute(t *testing.T) {
 func TestTableDuplicateRequestRoute(t *testing.T) {
 	tb := NewTable()
 	var log []string
-	need(t, tb.Request(named("first", &log)))
+	require.NoError(t, tb.Request(named("first", &log)))
 	err := tb.Request(named("second", &log))
-	needIs(t, err, ErrDuplicateRoute)
+	require.ErrorIs(t, err, ErrDuplicateRoute)
 
 	h, err := tb.Lookup(KindRequest, "")
-	need(t, err)
-	need(t, h.ServeSIP(NewContext(ContextOptions{})))
-	eq(t, []string{"first"}, log, "the first request route is kept")
+	require.NoError(t, err)
+	require.NoError(t, h.ServeSIP(NewContext(ContextOptions{})))
+	assert.Equal(t, []string{"first"}, log, "the first request route is kept")
 }
 
 func TestTableSameNameInDifferentKinds(t *testing.T) {
 	tb := NewTable()
 	var log []string
 	for _, k := range namedKinds {
-		need(t, register(tb, k, "SAME", named(k.String(), &log)), "kind %s", k)
+		require.NoError(t, register(tb, k, "SAME", named(k.String(), &log)), "kind %s", k)
 	}
 	for _, k := range namedKinds {
 		h, err := tb.Lookup(k, "SAME")
-		need(t, err)
-		need(t, h.ServeSIP(NewContext(ContextOptions{})))
+		require.NoError(t, err)
+		require.NoError(t, h.ServeSIP(NewContext(ContextOptions{})))
 	}
-	eq(t, []string{"route", "failure_route", "onreply_route", "event_route"}, log,
+	assert.Equal(t, []string{"route", "failure_route", "onreply_route", "event_route"}, log,
 		"each kind keeps its own handler")
 }
 
 func TestTableEmptyNameAndNilHandler(t *testing.T) {
 	for _, k := range namedKinds {
 		tb := NewTable()
-		errIs(t, register(tb, k, "", nop), ErrEmptyName, "kind %s", k)
-		errIs(t, register(tb, k, "X", nil), ErrNilHandler, "kind %s", k)
-		eq(t, 0, len(tb.Names(k)), "a refused registration leaves nothing behind")
+		assert.ErrorIs(t, register(tb, k, "", nop), ErrEmptyName, "kind %s", k)
+		assert.ErrorIs(t, register(tb, k, "X", nil), ErrNilHandler, "kind %s", k)
+		assert.Equal(t, 0, len(tb.Names(k)), "a refused registration leaves nothing behind")
 	}
 	tb := NewTable()
-	errIs(t, tb.Request(nil), ErrNilHandler)
+	assert.ErrorIs(t, tb.Request(nil), ErrNilHandler)
 	_, err := tb.Lookup(KindRequest, "")
-	errIs(t, err, ErrUnknownRoute, "a nil request route is not registered")
+	assert.ErrorIs(t, err, ErrUnknownRoute, "a nil request route is not registered")
 }
 
 func TestTableLookup(t *testing.T) {
 	tb := NewTable()
 	var log []string
-	need(t, tb.Route("KNOWN", named("known", &log)))
+	require.NoError(t, tb.Route("KNOWN", named("known", &log)))
 
 	h, err := tb.Lookup(KindNamed, "KNOWN")
-	need(t, err)
-	need(t, h.ServeSIP(NewContext(ContextOptions{})))
-	eq(t, []string{"known"}, log)
+	require.NoError(t, err)
+	require.NoError(t, h.ServeSIP(NewContext(ContextOptions{})))
+	assert.Equal(t, []string{"known"}, log)
 
 	_, err = tb.Lookup(KindNamed, "UNKNOWN")
-	needIs(t, err, ErrUnknownRoute)
-	has(t, err.Error(), "route[UNKNOWN]")
+	require.ErrorIs(t, err, ErrUnknownRoute)
+	assert.Contains(t, err.Error(), "route[UNKNOWN]")
 
 	_, err = tb.Lookup(KindFailure, "KNOWN")
-	errIs(t, err, ErrUnknownRoute, "a name is looked up in its own kind only")
+	assert.ErrorIs(t, err, ErrUnknownRoute, "a name is looked up in its own kind only")
 
 	_, err = tb.Lookup(KindRequest, "")
-	errIs(t, err, ErrUnknownRoute, "no request route yet")
+	assert.ErrorIs(t, err, ErrUnknownRoute, "no request route yet")
 
 	_, err = tb.Lookup(Kind(200), "KNOWN")
-	errIs(t, err, ErrUnknownRoute, "an out-of-range kind is unknown, not a panic")
+	assert.ErrorIs(t, err, ErrUnknownRoute, "an out-of-range kind is unknown, not a panic")
 
-	truth(t, tb.Has(KindNamed, "KNOWN"))
-	truth(t, !tb.Has(KindNamed, "UNKNOWN"))
-	truth(t, !tb.Has(KindRequest, ""))
-	need(t, tb.Request(nop))
-	truth(t, tb.Has(KindRequest, "ignored"), "the name is ignored for the request route")
+	assert.True(t, tb.Has(KindNamed, "KNOWN"))
+	assert.True(t, !tb.Has(KindNamed, "UNKNOWN"))
+	assert.True(t, !tb.Has(KindRequest, ""))
+	require.NoError(t, tb.Request(nop))
+	assert.True(t, tb.Has(KindRequest, "ignored"), "the name is ignored for the request route")
 }
 
 func TestTableValidate(t *testing.T) {
 	t.Run("missing request route", func(t *testing.T) {
 		tb := NewTable()
 		err := tb.Validate()
-		needIs(t, err, ErrUnknownRoute)
-		has(t, err.Error(), "request_route")
+		require.ErrorIs(t, err, ErrUnknownRoute)
+		assert.Contains(t, err.Error(), "request_route")
 	})
 	t.Run("empty table with request route", func(t *testing.T) {
 		tb := NewTable()
-		need(t, tb.Request(nop))
-		noErr(t, tb.Validate())
+		require.NoError(t, tb.Request(nop))
+		assert.NoError(t, tb.Validate())
 	})
 	t.Run("expected target missing", func(t *testing.T) {
 		tb := NewTable()
-		need(t, tb.Request(nop))
-		need(t, tb.Route("RESUME", nop))
+		require.NoError(t, tb.Request(nop))
+		require.NoError(t, tb.Route("RESUME", nop))
 		tb.Expect(KindNamed, "RESUME", "request_route")
 		tb.Expect(KindNamed, "RESUEM", "async.Route in auth.go")
 		tb.Expect(KindFailure, "MISSED", "relay")
 		err := tb.Validate()
-		needIs(t, err, ErrUnknownRoute)
+		require.ErrorIs(t, err, ErrUnknownRoute)
 		msg := err.Error()
-		has(t, msg, "route[RESUEM]")
-		has(t, msg, "async.Route in auth.go", "the error says who named the target")
-		has(t, msg, "failure_route[MISSED]", "all problems are reported")
-		hasNot(t, msg, "route[RESUME]", "a present target is not reported")
+		assert.Contains(t, msg, "route[RESUEM]")
+		assert.Contains(t, msg, "async.Route in auth.go", "the error says who named the target")
+		assert.Contains(t, msg, "failure_route[MISSED]", "all problems are reported")
+		assert.NotContains(t, msg, "route[RESUME]", "a present target is not reported")
 	})
 	t.Run("expected target of another kind", func(t *testing.T) {
 		tb := NewTable()
-		need(t, tb.Request(nop))
-		need(t, tb.Route("MISSED", nop))
+		require.NoError(t, tb.Request(nop))
+		require.NoError(t, tb.Route("MISSED", nop))
 		tb.Expect(KindFailure, "MISSED", "relay")
-		errIs(t, tb.Validate(), ErrUnknownRoute, "route[MISSED] does not satisfy failure_route[MISSED]")
+		assert.ErrorIs(t, tb.Validate(), ErrUnknownRoute, "route[MISSED] does not satisfy failure_route[MISSED]")
 	})
 	t.Run("all present", func(t *testing.T) {
 		tb := NewTable()
-		need(t, tb.Request(nop))
-		need(t, tb.Route("RESUME", nop))
-		need(t, tb.Event("core:tkv", nop))
+		require.NoError(t, tb.Request(nop))
+		require.NoError(t, tb.Route("RESUME", nop))
+		require.NoError(t, tb.Event("core:tkv", nop))
 		tb.Expect(KindNamed, "RESUME", "x")
 		tb.Expect(KindEvent, "core:tkv", "y")
-		noErr(t, tb.Validate())
+		assert.NoError(t, tb.Validate())
 	})
 	t.Run("missing request route and target", func(t *testing.T) {
 		tb := NewTable()
 		tb.Expect(KindNamed, "GONE", "z")
 		err := tb.Validate()
-		truth(t, err != nil, "Validate fails")
-		has(t, err.Error(), "request_route")
-		has(t, err.Error(), "route[GONE]")
+		assert.True(t, err != nil, "Validate fails")
+		assert.Contains(t, err.Error(), "request_route")
+		assert.Contains(t, err.Error(), "route[GONE]")
 	})
 }
 
 func TestTableNamesSorted(t *testing.T) {
 	tb := NewTable()
 	for _, n := range []string{"delta", "alpha", "Charlie", "bravo", "alpha2"} {
-		need(t, tb.Route(n, nop))
+		require.NoError(t, tb.Route(n, nop))
 	}
-	need(t, tb.Event("core:tkv", nop))
-	eq(t, []string{"Charlie", "alpha", "alpha2", "bravo", "delta"}, tb.Names(KindNamed))
-	eq(t, []string{"core:tkv"}, tb.Names(KindEvent))
-	eq(t, 0, len(tb.Names(KindFailure)))
-	truth(t, tb.Names(Kind(200)) == nil, "no names for an unknown kind")
+	require.NoError(t, tb.Event("core:tkv", nop))
+	assert.Equal(t, []string{"Charlie", "alpha", "alpha2", "bravo", "delta"}, tb.Names(KindNamed))
+	assert.Equal(t, []string{"core:tkv"}, tb.Names(KindEvent))
+	assert.Equal(t, 0, len(tb.Names(KindFailure)))
+	assert.True(t, tb.Names(Kind(200)) == nil, "no names for an unknown kind")
 
 	names := tb.Names(KindNamed)
 	names[0] = "mutated"
-	eq(t, "Charlie", tb.Names(KindNamed)[0], "Names returns a copy")
+	assert.Equal(t, "Charlie", tb.Names(KindNamed)[0], "Names returns a copy")
 }
 
 func TestTableConcurrentLookups(t *testing.T) {
 	tb := NewTable()
-	need(t, tb.Request(nop))
+	require.NoError(t, tb.Request(nop))
 	for i := range 50 {
-		need(t, tb.Route(fmt.Sprintf("R%d", i), nop))
+		require.NoError(t, tb.Route(fmt.Sprintf("R%d", i), nop))
 	}
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -225,10 +228,10 @@ func TestTableConcurrentLookups(t *testing.T) {
 	}
 	// Registration of another kind while lookups run must be safe too.
 	for i := range 50 {
-		need(t, tb.Event(fmt.Sprintf("E%d", i), nop))
+		require.NoError(t, tb.Event(fmt.Sprintf("E%d", i), nop))
 	}
 	wg.Wait()
-	eq(t, 50, len(tb.Names(KindEvent)))
+	assert.Equal(t, 50, len(tb.Names(KindEvent)))
 }
 
 func TestChainOrder(t *testing.T) {
@@ -244,12 +247,12 @@ func TestChainOrder(t *testing.T) {
 		}
 	}
 	h := Chain(named("h", &log), mw("a"), mw("b"), mw("c"))
-	need(t, h.ServeSIP(NewContext(ContextOptions{})))
-	eq(t, []string{"a>", "b>", "c>", "h", "<c", "<b", "<a"}, log)
+	require.NoError(t, h.ServeSIP(NewContext(ContextOptions{})))
+	assert.Equal(t, []string{"a>", "b>", "c>", "h", "<c", "<b", "<a"}, log)
 
 	log = nil
-	need(t, Chain(named("bare", &log)).ServeSIP(NewContext(ContextOptions{})))
-	eq(t, []string{"bare"}, log, "Chain without middleware is the handler")
+	require.NoError(t, Chain(named("bare", &log)).ServeSIP(NewContext(ContextOptions{})))
+	assert.Equal(t, []string{"bare"}, log, "Chain without middleware is the handler")
 }
 
 func TestChainShortCircuit(t *testing.T) {
@@ -259,8 +262,8 @@ func TestChainShortCircuit(t *testing.T) {
 		return HandlerFunc(func(*Context) error { return deny })
 	}
 	err := Chain(named("h", &log), auth).ServeSIP(NewContext(ContextOptions{}))
-	errIs(t, err, deny)
-	eq(t, 0, len(log), "a middleware that does not call next stops the chain")
+	assert.ErrorIs(t, err, deny)
+	assert.Equal(t, 0, len(log), "a middleware that does not call next stops the chain")
 }
 
 func TestStatusError(t *testing.T) {
@@ -268,20 +271,20 @@ func TestStatusError(t *testing.T) {
 
 	err := Error(503, "Service Unavailable", inner)
 	var se *StatusError
-	needAs(t, err, &se)
-	eq(t, 503, se.Code)
-	eq(t, "Service Unavailable", se.Reason)
-	errIs(t, err, inner, "Unwrap reaches the cause")
-	eq(t, "sip 503 Service Unavailable: db down", err.Error())
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, 503, se.Code)
+	assert.Equal(t, "Service Unavailable", se.Reason)
+	assert.ErrorIs(t, err, inner, "Unwrap reaches the cause")
+	assert.Equal(t, "sip 503 Service Unavailable: db down", err.Error())
 
-	eq(t, "sip 404 Not Found", (&StatusError{Code: 404, Reason: "Not Found"}).Error())
+	assert.Equal(t, "sip 404 Not Found", (&StatusError{Code: 404, Reason: "Not Found"}).Error())
 	nilCause := Error(486, "Busy Here", nil)
-	needAs(t, nilCause, &se)
-	eq(t, "sip 486 Busy Here", nilCause.Error())
+	require.ErrorAs(t, nilCause, &se)
+	assert.Equal(t, "sip 486 Busy Here", nilCause.Error())
 
 	code, reason := StatusOf(err)
-	eq(t, 503, code)
-	eq(t, "Service Unavailable", reason)
+	assert.Equal(t, 503, code)
+	assert.Equal(t, "Service Unavailable", reason)
 }
 
 func TestErrorKeepsInnerStatus(t *testing.T) {
@@ -290,17 +293,17 @@ func TestErrorKeepsInnerStatus(t *testing.T) {
 	outer := Error(500, "Server Internal Error", wrapped)
 
 	code, reason := StatusOf(outer)
-	eq(t, 486, code, "a status already carried is kept")
-	eq(t, "Busy Here", reason)
-	truth(t, wrapped == outer, "Error returns the error unchanged when it carries a status")
+	assert.Equal(t, 486, code, "a status already carried is kept")
+	assert.Equal(t, "Busy Here", reason)
+	assert.True(t, wrapped == outer, "Error returns the error unchanged when it carries a status")
 }
 
 func TestStatusOfDefault(t *testing.T) {
 	for _, err := range []error{errors.New("plain"), fmt.Errorf("wrapped: %w", errors.New("x")), nil} {
 		code, reason := StatusOf(err)
-		eq(t, 500, code)
-		truth(t, strings.HasPrefix(reason, "Server Internal Error"), reason)
+		assert.Equal(t, 500, code)
+		assert.True(t, strings.HasPrefix(reason, "Server Internal Error"), reason)
 	}
 	code, _ := StatusOf(fmt.Errorf("deep: %w", fmt.Errorf("deeper: %w", Error(403, "Forbidden", nil))))
-	eq(t, 403, code, "StatusOf looks through wrapping")
+	assert.Equal(t, 403, code, "StatusOf looks through wrapping")
 }

@@ -9,9 +9,10 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
-	"github.com/sipasync/sipasync/routes"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sipasync/sipasync/routes"
 )
 
 func TestACKGateHoldsInDialogRequestsUntilTheACK(t *testing.T) {

@@ -3,6 +3,9 @@ package sipproxy
 import (
 	"errors"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 var listenCases = []struct {
@@ -61,15 +64,15 @@ func TestParseListen(t *testing.T) {
 				t.Errorf("ParseListen(%q) = %+v, %v; want an ErrBadListen error", c.in, got, err)
 				continue
 			}
-			has(t, err.Error(), c.err, "ParseListen(%q)", c.in)
-			eq(t, Listen{}, got, "ParseListen(%q) returns the zero Listen on error", c.in)
+			assert.Contains(t, err.Error(), c.err, "ParseListen(%q)", c.in)
+			assert.Equal(t, Listen{}, got, "ParseListen(%q) returns the zero Listen on error", c.in)
 			continue
 		}
 		if err != nil {
 			t.Errorf("ParseListen(%q): %v", c.in, err)
 			continue
 		}
-		eq(t, c.want, got, "ParseListen(%q)", c.in)
+		assert.Equal(t, c.want, got, "ParseListen(%q)", c.in)
 	}
 }
 
@@ -81,14 +84,14 @@ func TestListenStringRoundTrip(t *testing.T) {
 		"tls:[2001:db8::10]": "tls:[2001:db8::10]:5061",
 	} {
 		l, err := ParseListen(in)
-		need(t, err, in)
-		eq(t, want, l.String(), "String of %q", in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, l.String(), "String of %q", in)
 		back, err := ParseListen(l.String())
-		need(t, err, "re-parse %q", l.String())
-		eq(t, l, back)
+		require.NoError(t, err, "re-parse %q", l.String())
+		assert.Equal(t, l, back)
 	}
-	eq(t, "[::1]:5060", Listen{"tcp", "::1", 5060}.Addr())
-	eq(t, "127.0.0.1:5060", Listen{"udp", "127.0.0.1", 5060}.Addr())
+	assert.Equal(t, "[::1]:5060", Listen{"tcp", "::1", 5060}.Addr())
+	assert.Equal(t, "127.0.0.1:5060", Listen{"udp", "127.0.0.1", 5060}.Addr())
 }
 
 var targetCases = []struct {
@@ -182,38 +185,38 @@ func TestParseTarget(t *testing.T) {
 				t.Errorf("ParseTarget(%q) = %+v, %v; want an ErrBadListen error", c.in, got, err)
 				continue
 			}
-			has(t, err.Error(), c.err, "ParseTarget(%q)", c.in)
+			assert.Contains(t, err.Error(), c.err, "ParseTarget(%q)", c.in)
 			continue
 		}
 		if err != nil {
 			t.Errorf("ParseTarget(%q): %v", c.in, err)
 			continue
 		}
-		eq(t, c.want, got, "ParseTarget(%q)", c.in)
+		assert.Equal(t, c.want, got, "ParseTarget(%q)", c.in)
 	}
 }
 
 func TestTargetString(t *testing.T) {
 	tg := Target{"TCP", "2001:db8::1", 5070}
-	eq(t, "[2001:db8::1]:5070", tg.Addr())
-	eq(t, "tcp:[2001:db8::1]:5070", tg.String())
+	assert.Equal(t, "[2001:db8::1]:5070", tg.Addr())
+	assert.Equal(t, "tcp:[2001:db8::1]:5070", tg.String())
 	back, err := ParseTarget(tg.String())
-	need(t, err)
-	eq(t, tg, back)
+	require.NoError(t, err)
+	assert.Equal(t, tg, back)
 }
 
 func TestParseTargetTLSDefaultPort(t *testing.T) {
 	for _, in := range []string{"tls:10.0.0.2", "sip:10.0.0.2;transport=tls"} {
 		got, err := ParseTarget(in)
-		need(t, err, in)
-		eq(t, Target{"TLS", "10.0.0.2", 5061}, got, "ParseTarget(%q)", in)
+		require.NoError(t, err, in)
+		assert.Equal(t, Target{"TLS", "10.0.0.2", 5061}, got, "ParseTarget(%q)", in)
 	}
 }
 
 func TestParseTargetSIPS(t *testing.T) {
 	got, err := ParseTarget("sips:10.0.0.2")
-	need(t, err)
-	eq(t, Target{"TLS", "10.0.0.2", 5061}, got)
+	require.NoError(t, err)
+	assert.Equal(t, Target{"TLS", "10.0.0.2", 5061}, got)
 }
 
 func TestParseTargetEmptyBracketHost(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/benbjohnson/clock"
 	"github.com/emiago/sipgo/sip"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -81,7 +83,7 @@ func (r reg) parse(t testing.TB) *sip.Request {
 	}
 	b.WriteString("Content-Length: 0\r\n\r\n")
 	msg, err := sip.NewParser().ParseSIP([]byte(b.String()))
-	need(t, err, "parse REGISTER")
+	require.NoError(t, err, "parse REGISTER")
 	req, ok := msg.(*sip.Request)
 	if !ok {
 		t.Fatalf("parsed %T, want a request", msg)
@@ -94,7 +96,7 @@ func (r reg) parse(t testing.TB) *sip.Request {
 func save(t testing.TB, l *Location, r reg) []Binding {
 	t.Helper()
 	bs, err := l.Save(r.parse(t))
-	need(t, err, "Save")
+	require.NoError(t, err, "Save")
 	return bs
 }
 
@@ -127,20 +129,20 @@ func contact(host string, params ...string) string {
 func TestSaveOneContact(t *testing.T) {
 	l, _, ev := newLoc(LocationOptions{})
 	bs := save(t, l, register("c1", 1, contact("10.0.0.1:5060", "expires=600")))
-	needEq(t, 1, len(bs))
+	require.Equal(t, 1, len(bs))
 	b := bs[0]
-	eq(t, "alice", b.AOR)
-	eq(t, "alice", b.Contact.User)
-	eq(t, "10.0.0.1", b.Contact.Host)
-	eq(t, 5060, b.Contact.Port)
-	eq(t, t0.Add(600*time.Second), b.Expires)
-	eq(t, "c1", b.CallID)
-	eq(t, uint32(1), b.CSeq)
-	eq(t, "10.0.0.1:5060", b.Received)
-	eq(t, []string{"added alice@10.0.0.1:5060"}, ev.take())
-	eq(t, 1, l.Len())
-	eq(t, []string{"alice@10.0.0.1:5060"}, contacts(l.Lookup("alice")))
-	eq(t, 0, len(l.Lookup("bob")))
+	assert.Equal(t, "alice", b.AOR)
+	assert.Equal(t, "alice", b.Contact.User)
+	assert.Equal(t, "10.0.0.1", b.Contact.Host)
+	assert.Equal(t, 5060, b.Contact.Port)
+	assert.Equal(t, t0.Add(600*time.Second), b.Expires)
+	assert.Equal(t, "c1", b.CallID)
+	assert.Equal(t, uint32(1), b.CSeq)
+	assert.Equal(t, "10.0.0.1:5060", b.Received)
+	assert.Equal(t, []string{"added alice@10.0.0.1:5060"}, ev.take())
+	assert.Equal(t, 1, l.Len())
+	assert.Equal(t, []string{"alice@10.0.0.1:5060"}, contacts(l.Lookup("alice")))
+	assert.Equal(t, 0, len(l.Lookup("bob")))
 }
 
 func TestSaveSeveralContacts(t *testing.T) {
@@ -150,11 +152,11 @@ func TestSaveSeveralContacts(t *testing.T) {
 		contact("10.0.0.2:5060"),
 		"Contact: <sip:alice@10.0.0.3:5070>;q=0.5, <sip:alice@10.0.0.4>;expires=120",
 	))
-	eq(t, []string{"alice@10.0.0.1:5060", "alice@10.0.0.2:5060", "alice@10.0.0.3:5070", "alice@10.0.0.4"},
+	assert.Equal(t, []string{"alice@10.0.0.1:5060", "alice@10.0.0.2:5060", "alice@10.0.0.3:5070", "alice@10.0.0.4"},
 		contacts(bs), "one binding per contact, comma-separated ones too")
-	eq(t, 4, len(ev.take()))
-	eq(t, 1, l.Len(), "one AOR")
-	eq(t, 4, len(l.Lookup("alice")))
+	assert.Equal(t, 4, len(ev.take()))
+	assert.Equal(t, 1, l.Len(), "one AOR")
+	assert.Equal(t, 4, len(l.Lookup("alice")))
 }
 
 func TestSaveQueryOnly(t *testing.T) {
@@ -162,8 +164,8 @@ func TestSaveQueryOnly(t *testing.T) {
 	save(t, l, register("c1", 1, contact("10.0.0.1:5060")))
 	ev.take()
 	bs := save(t, l, register("c1", 2))
-	eq(t, []string{"alice@10.0.0.1:5060"}, contacts(bs), "a REGISTER without Contact lists the bindings")
-	eq(t, []string{}, ev.take(), "and changes nothing")
+	assert.Equal(t, []string{"alice@10.0.0.1:5060"}, contacts(bs), "a REGISTER without Contact lists the bindings")
+	assert.Equal(t, []string{}, ev.take(), "and changes nothing")
 }
 
 func TestExpiresHeaderAndParam(t *testing.T) {
@@ -173,23 +175,23 @@ func TestExpiresHeaderAndParam(t *testing.T) {
 		contact("10.0.0.1:5060", "expires=900"),
 		contact("10.0.0.2:5060"),
 	))
-	needEq(t, 2, len(bs))
-	eq(t, t0.Add(900*time.Second), bs[0].Expires, "the contact's expires param wins over the header")
-	eq(t, t0.Add(300*time.Second), bs[1].Expires, "the Expires header applies to contacts without a param")
+	require.Equal(t, 2, len(bs))
+	assert.Equal(t, t0.Add(900*time.Second), bs[0].Expires, "the contact's expires param wins over the header")
+	assert.Equal(t, t0.Add(300*time.Second), bs[1].Expires, "the Expires header applies to contacts without a param")
 
 	bob := register("c2", 1, "Contact: <sip:bob@10.0.0.5>")
 	bob.to = "sip:bob@example.com"
 	bs = save(t, l, bob)
-	needEq(t, 1, len(bs))
-	eq(t, t0.Add(1800*time.Second), bs[0].Expires, "neither: the default expiry")
+	require.Equal(t, 1, len(bs))
+	assert.Equal(t, t0.Add(1800*time.Second), bs[0].Expires, "neither: the default expiry")
 
 	l2, _, _ := newLoc(LocationOptions{})
 	bs = save(t, l2, register("c1", 1, contact("10.0.0.1:5060")))
-	eq(t, t0.Add(time.Hour), bs[0].Expires, "the default default is 3600s")
+	assert.Equal(t, t0.Add(time.Hour), bs[0].Expires, "the default default is 3600s")
 
 	bs = save(t, l, register("c1", 2, "Expires: 0", contact("10.0.0.1:5060", "expires=600")))
-	needEq(t, 2, len(bs), "expires=600 overrides Expires: 0")
-	eq(t, t0.Add(600*time.Second), bs[0].Expires)
+	require.Equal(t, 2, len(bs), "expires=600 overrides Expires: 0")
+	assert.Equal(t, t0.Add(600*time.Second), bs[0].Expires)
 }
 
 func TestExpiresZeroRemovesOne(t *testing.T) {
@@ -198,21 +200,21 @@ func TestExpiresZeroRemovesOne(t *testing.T) {
 	ev.take()
 
 	bs := save(t, l, register("c1", 2, contact("10.0.0.2:5060", "expires=0")))
-	eq(t, []string{"alice@10.0.0.1:5060", "alice@10.0.0.3:5060"}, contacts(bs))
-	eq(t, []string{"removed alice@10.0.0.2:5060"}, ev.take())
+	assert.Equal(t, []string{"alice@10.0.0.1:5060", "alice@10.0.0.3:5060"}, contacts(bs))
+	assert.Equal(t, []string{"removed alice@10.0.0.2:5060"}, ev.take())
 
 	bs = save(t, l, register("c1", 3, "Expires: 0", contact("10.0.0.3:5060")))
-	eq(t, []string{"alice@10.0.0.1:5060"}, contacts(bs), "Expires: 0 as a header removes too")
-	eq(t, []string{"removed alice@10.0.0.3:5060"}, ev.take())
+	assert.Equal(t, []string{"alice@10.0.0.1:5060"}, contacts(bs), "Expires: 0 as a header removes too")
+	assert.Equal(t, []string{"removed alice@10.0.0.3:5060"}, ev.take())
 
 	bs = save(t, l, register("c1", 4, contact("10.0.0.9:5060", "expires=0")))
-	eq(t, []string{"alice@10.0.0.1:5060"}, contacts(bs), "removing an unknown contact is no error")
-	eq(t, []string{}, ev.take())
+	assert.Equal(t, []string{"alice@10.0.0.1:5060"}, contacts(bs), "removing an unknown contact is no error")
+	assert.Equal(t, []string{}, ev.take())
 
 	bs = save(t, l, register("c1", 5, contact("10.0.0.1:5060", "expires=0")))
-	eq(t, 0, len(bs))
-	eq(t, 0, l.Len(), "the last removal drops the AOR")
-	eq(t, 0, len(l.Lookup("alice")))
+	assert.Equal(t, 0, len(bs))
+	assert.Equal(t, 0, l.Len(), "the last removal drops the AOR")
+	assert.Equal(t, 0, len(l.Lookup("alice")))
 }
 
 func TestStarRemovesAll(t *testing.T) {
@@ -222,17 +224,17 @@ func TestStarRemovesAll(t *testing.T) {
 	ev.take()
 
 	bs := save(t, l, register("c1", 2, "Contact: *", "Expires: 0"))
-	eq(t, 0, len(bs))
+	assert.Equal(t, 0, len(bs))
 	got := ev.take()
-	eq(t, 3, len(got), "one removal per binding: %v", got)
+	assert.Equal(t, 3, len(got), "one removal per binding: %v", got)
 	for _, e := range got {
-		truth(t, strings.HasPrefix(e, "removed "), e)
+		assert.True(t, strings.HasPrefix(e, "removed "), e)
 	}
-	eq(t, 0, l.Len())
-	eq(t, 0, len(l.Lookup("alice")))
+	assert.Equal(t, 0, l.Len())
+	assert.Equal(t, 0, len(l.Lookup("alice")))
 
 	bs = save(t, l, register("c1", 3, "Contact: *", "Expires: 0"))
-	eq(t, 0, len(bs), "a * on an empty AOR is fine")
+	assert.Equal(t, 0, len(bs), "a * on an empty AOR is fine")
 }
 
 func TestStarWithOthers(t *testing.T) {
@@ -248,47 +250,47 @@ func TestStarWithOthers(t *testing.T) {
 			save(t, l, register("c1", 1, contact("10.0.0.1:5060")))
 			ev.take()
 			_, err := l.Save(register("c1", 2, lines...).parse(t))
-			errIs(t, err, ErrStarWithOthers)
-			eq(t, []string{"alice@10.0.0.1:5060"}, contacts(l.Lookup("alice")), "nothing changed")
-			eq(t, []string{}, ev.take())
+			assert.ErrorIs(t, err, ErrStarWithOthers)
+			assert.Equal(t, []string{"alice@10.0.0.1:5060"}, contacts(l.Lookup("alice")), "nothing changed")
+			assert.Equal(t, []string{}, ev.take())
 		})
 	}
 }
 
 func TestIntervalTooBrief(t *testing.T) {
 	l, _, ev := newLoc(LocationOptions{MinExpires: 60 * time.Second})
-	eq(t, 60*time.Second, l.MinExpires())
+	assert.Equal(t, 60*time.Second, l.MinExpires())
 	for _, lines := range [][]string{
 		{contact("10.0.0.1:5060", "expires=30")},
 		{"Expires: 59", contact("10.0.0.1:5060")},
 		{"Expires: 3600", contact("10.0.0.1:5060", "expires=1")},
 	} {
 		_, err := l.Save(register("c1", 1, lines...).parse(t))
-		errIs(t, err, ErrIntervalTooBrief, "%v", lines)
+		assert.ErrorIs(t, err, ErrIntervalTooBrief, "%v", lines)
 	}
-	eq(t, 0, l.Len())
-	eq(t, []string{}, ev.take())
+	assert.Equal(t, 0, l.Len())
+	assert.Equal(t, []string{}, ev.take())
 
 	bs := save(t, l, register("c1", 1, contact("10.0.0.1:5060", "expires=60")))
-	eq(t, t0.Add(60*time.Second), bs[0].Expires, "MinExpires itself is accepted")
+	assert.Equal(t, t0.Add(60*time.Second), bs[0].Expires, "MinExpires itself is accepted")
 	_, err := l.Save(register("c1", 2, contact("10.0.0.1:5060", "expires=0")).parse(t))
-	noErr(t, err, "0 is a removal, not too brief")
+	assert.NoError(t, err, "0 is a removal, not too brief")
 
 	l2, _, _ := newLoc(LocationOptions{})
 	_, err = l2.Save(register("c1", 1, contact("10.0.0.1:5060", "expires=59")).parse(t))
-	errIs(t, err, ErrIntervalTooBrief, "the default MinExpires is 60s")
+	assert.ErrorIs(t, err, ErrIntervalTooBrief, "the default MinExpires is 60s")
 }
 
 func TestMaxExpiresClamp(t *testing.T) {
 	l, _, _ := newLoc(LocationOptions{MaxExpires: time.Hour})
 	bs := save(t, l, register("c1", 1, contact("10.0.0.1:5060", "expires=7200"), "Expires: 86400", contact("10.0.0.2:5060")))
-	needEq(t, 2, len(bs))
-	eq(t, t0.Add(time.Hour), bs[0].Expires, "a longer param is shortened to MaxExpires")
-	eq(t, t0.Add(time.Hour), bs[1].Expires, "a longer header is shortened to MaxExpires")
+	require.Equal(t, 2, len(bs))
+	assert.Equal(t, t0.Add(time.Hour), bs[0].Expires, "a longer param is shortened to MaxExpires")
+	assert.Equal(t, t0.Add(time.Hour), bs[1].Expires, "a longer header is shortened to MaxExpires")
 
 	l2, _, _ := newLoc(LocationOptions{DefaultExpires: 2 * time.Hour, MaxExpires: 30 * time.Minute})
 	bs = save(t, l2, register("c1", 1, contact("10.0.0.1:5060")))
-	eq(t, t0.Add(30*time.Minute), bs[0].Expires, "the default expiry is clamped too")
+	assert.Equal(t, t0.Add(30*time.Minute), bs[0].Expires, "the default expiry is clamped too")
 }
 
 func TestBadExpires(t *testing.T) {
@@ -298,9 +300,9 @@ func TestBadExpires(t *testing.T) {
 		{contact("10.0.0.1:5060", "expires=-1")},
 	} {
 		_, err := l.Save(register("c1", 1, lines...).parse(t))
-		errIs(t, err, ErrBadContact, "%v", lines)
+		assert.ErrorIs(t, err, ErrBadContact, "%v", lines)
 	}
-	eq(t, 0, l.Len())
+	assert.Equal(t, 0, l.Len())
 }
 
 func TestSaveNoAOR(t *testing.T) {
@@ -308,8 +310,8 @@ func TestSaveNoAOR(t *testing.T) {
 	r := register("c1", 1, contact("10.0.0.1:5060"))
 	r.to = "sip:example.com"
 	_, err := l.Save(r.parse(t))
-	errIs(t, err, ErrNoAOR)
-	eq(t, 0, l.Len())
+	assert.ErrorIs(t, err, ErrNoAOR)
+	assert.Equal(t, 0, l.Len())
 }
 
 func TestRefresh(t *testing.T) {
@@ -319,21 +321,21 @@ func TestRefresh(t *testing.T) {
 
 	mock.Add(100 * time.Second)
 	bs := save(t, l, register("c1", 2, contact("10.0.0.1:5060", "expires=600")))
-	needEq(t, 1, len(bs), "a refresh does not add a binding")
-	eq(t, t0.Add(700*time.Second), bs[0].Expires)
-	eq(t, uint32(2), bs[0].CSeq)
-	eq(t, []string{"refreshed alice@10.0.0.1:5060"}, ev.take())
+	require.Equal(t, 1, len(bs), "a refresh does not add a binding")
+	assert.Equal(t, t0.Add(700*time.Second), bs[0].Expires)
+	assert.Equal(t, uint32(2), bs[0].CSeq)
+	assert.Equal(t, []string{"refreshed alice@10.0.0.1:5060"}, ev.take())
 
 	mock.Add(100 * time.Second)
 	bs = save(t, l, register("new-call-id", 1, contact("10.0.0.1:5060", "expires=600")))
-	needEq(t, 1, len(bs), "a new Call-ID (a rebooted UA) refreshes regardless of CSeq")
-	eq(t, "new-call-id", bs[0].CallID)
-	eq(t, uint32(1), bs[0].CSeq)
-	eq(t, t0.Add(800*time.Second), bs[0].Expires)
-	eq(t, []string{"refreshed alice@10.0.0.1:5060"}, ev.take())
+	require.Equal(t, 1, len(bs), "a new Call-ID (a rebooted UA) refreshes regardless of CSeq")
+	assert.Equal(t, "new-call-id", bs[0].CallID)
+	assert.Equal(t, uint32(1), bs[0].CSeq)
+	assert.Equal(t, t0.Add(800*time.Second), bs[0].Expires)
+	assert.Equal(t, []string{"refreshed alice@10.0.0.1:5060"}, ev.take())
 
 	bs = save(t, l, register("c1", 3, "Contact: <sip:alice@10.0.0.1:5060;transport=udp>;expires=600"))
-	eq(t, 1, len(bs), "the same user, host and port is the same contact")
+	assert.Equal(t, 1, len(bs), "the same user, host and port is the same contact")
 }
 
 func TestOutOfOrder(t *testing.T) {
@@ -343,15 +345,15 @@ func TestOutOfOrder(t *testing.T) {
 	mock.Add(10 * time.Second)
 	for _, cseq := range []int{5, 4, 0} {
 		_, err := l.Save(register("c1", cseq, contact("10.0.0.1:5060", "expires=600")).parse(t))
-		errIs(t, err, ErrOutOfOrder, "CSeq %d after 5", cseq)
+		assert.ErrorIs(t, err, ErrOutOfOrder, "CSeq %d after 5", cseq)
 	}
 	_, err := l.Save(register("c1", 5, contact("10.0.0.1:5060", "expires=0")).parse(t))
-	errIs(t, err, ErrOutOfOrder, "an out-of-order removal is refused too")
+	assert.ErrorIs(t, err, ErrOutOfOrder, "an out-of-order removal is refused too")
 	bs := l.Lookup("alice")
-	needEq(t, 1, len(bs))
-	eq(t, t0.Add(600*time.Second), bs[0].Expires, "the binding is unchanged")
-	eq(t, uint32(5), bs[0].CSeq)
-	eq(t, []string{}, ev.take())
+	require.Equal(t, 1, len(bs))
+	assert.Equal(t, t0.Add(600*time.Second), bs[0].Expires, "the binding is unchanged")
+	assert.Equal(t, uint32(5), bs[0].CSeq)
+	assert.Equal(t, []string{}, ev.take())
 }
 
 func TestMaxContacts(t *testing.T) {
@@ -359,15 +361,15 @@ func TestMaxContacts(t *testing.T) {
 	save(t, l, register("c1", 1, contact("10.0.0.1:5060"), contact("10.0.0.2:5060")))
 	ev.take()
 	_, err := l.Save(register("c1", 2, contact("10.0.0.3:5060")).parse(t))
-	errIs(t, err, ErrTooManyContacts)
-	eq(t, []string{"alice@10.0.0.1:5060", "alice@10.0.0.2:5060"}, contacts(sortedByHost(l.Lookup("alice"))))
-	eq(t, []string{}, ev.take())
+	assert.ErrorIs(t, err, ErrTooManyContacts)
+	assert.Equal(t, []string{"alice@10.0.0.1:5060", "alice@10.0.0.2:5060"}, contacts(sortedByHost(l.Lookup("alice"))))
+	assert.Equal(t, []string{}, ev.take())
 
 	_, err = l.Save(register("c1", 3, contact("10.0.0.1:5060")).parse(t))
-	noErr(t, err, "a refresh at the limit is fine")
+	assert.NoError(t, err, "a refresh at the limit is fine")
 	_, err = l.Save(register("c1", 4, contact("10.0.0.1:5060", "expires=0"), contact("10.0.0.3:5060")).parse(t))
-	noErr(t, err, "a removal makes room in the same REGISTER")
-	eq(t, []string{"alice@10.0.0.2:5060", "alice@10.0.0.3:5060"}, contacts(sortedByHost(l.Lookup("alice"))))
+	assert.NoError(t, err, "a removal makes room in the same REGISTER")
+	assert.Equal(t, []string{"alice@10.0.0.2:5060", "alice@10.0.0.3:5060"}, contacts(sortedByHost(l.Lookup("alice"))))
 
 	l2, _, _ := newLoc(LocationOptions{})
 	var lines []string
@@ -375,7 +377,7 @@ func TestMaxContacts(t *testing.T) {
 		lines = append(lines, contact(fmt.Sprintf("10.0.1.%d:5060", i)))
 	}
 	_, err = l2.Save(register("c1", 1, lines...).parse(t))
-	errIs(t, err, ErrTooManyContacts, "the default limit is 10")
+	assert.ErrorIs(t, err, ErrTooManyContacts, "the default limit is 10")
 }
 
 // sortedByHost orders bindings by contact host, to compare sets.
@@ -397,25 +399,25 @@ func TestSweepExpires(t *testing.T) {
 	save(t, l, r)
 	ev.take()
 
-	eq(t, 0, l.Sweep(), "nothing is due yet")
+	assert.Equal(t, 0, l.Sweep(), "nothing is due yet")
 	mock.Add(59 * time.Second)
-	eq(t, 0, l.Sweep())
+	assert.Equal(t, 0, l.Sweep())
 	mock.Add(time.Second)
-	eq(t, 2, l.Sweep(), "due at exactly Expires")
+	assert.Equal(t, 2, l.Sweep(), "due at exactly Expires")
 	got := ev.take()
-	eq(t, 2, len(got))
+	assert.Equal(t, 2, len(got))
 	for _, e := range got {
-		truth(t, strings.HasPrefix(e, "expired "), e)
+		assert.True(t, strings.HasPrefix(e, "expired "), e)
 	}
-	eq(t, 1, l.Len(), "bob's AOR is gone")
-	eq(t, []string{"alice@10.0.0.2:5060"}, contacts(l.Lookup("alice")))
+	assert.Equal(t, 1, l.Len(), "bob's AOR is gone")
+	assert.Equal(t, []string{"alice@10.0.0.2:5060"}, contacts(l.Lookup("alice")))
 
 	mock.Add(time.Hour)
-	eq(t, 1, l.Sweep())
-	eq(t, []string{"expired alice@10.0.0.2:5060"}, ev.take())
-	eq(t, 0, l.Len())
-	eq(t, 0, l.Sweep())
-	eq(t, []string{}, ev.take())
+	assert.Equal(t, 1, l.Sweep())
+	assert.Equal(t, []string{"expired alice@10.0.0.2:5060"}, ev.take())
+	assert.Equal(t, 0, l.Len())
+	assert.Equal(t, 0, l.Sweep())
+	assert.Equal(t, []string{}, ev.take())
 }
 
 func TestLookupNeverReturnsExpired(t *testing.T) {
@@ -423,12 +425,12 @@ func TestLookupNeverReturnsExpired(t *testing.T) {
 	save(t, l, register("c1", 1, contact("10.0.0.1:5060", "expires=60"), contact("10.0.0.2:5060", "expires=600")))
 	ev.take()
 	mock.Add(60 * time.Second)
-	eq(t, []string{"alice@10.0.0.2:5060"}, contacts(l.Lookup("alice")), "no Sweep needed")
-	eq(t, []string{"expired alice@10.0.0.1:5060"}, ev.take(), "Lookup reports what it drops")
-	eq(t, 0, l.Sweep(), "and it is not reported twice")
+	assert.Equal(t, []string{"alice@10.0.0.2:5060"}, contacts(l.Lookup("alice")), "no Sweep needed")
+	assert.Equal(t, []string{"expired alice@10.0.0.1:5060"}, ev.take(), "Lookup reports what it drops")
+	assert.Equal(t, 0, l.Sweep(), "and it is not reported twice")
 	mock.Add(time.Hour)
-	eq(t, 0, len(l.Lookup("alice")))
-	eq(t, 0, l.Len())
+	assert.Equal(t, 0, len(l.Lookup("alice")))
+	assert.Equal(t, 0, l.Len())
 
 	// Save drops expired bindings of the AOR too, and a re-register of an
 	// expired contact is an addition.
@@ -436,8 +438,8 @@ func TestLookupNeverReturnsExpired(t *testing.T) {
 	ev.take()
 	mock.Add(2 * time.Minute)
 	bs := save(t, l, register("c1", 3, contact("10.0.0.1:5060", "expires=60")))
-	eq(t, 1, len(bs))
-	eq(t, []string{"expired alice@10.0.0.1:5060", "added alice@10.0.0.1:5060"}, ev.take())
+	assert.Equal(t, 1, len(bs))
+	assert.Equal(t, []string{"expired alice@10.0.0.1:5060", "added alice@10.0.0.1:5060"}, ev.take())
 }
 
 func TestLookupOrder(t *testing.T) {
@@ -449,12 +451,12 @@ func TestLookupOrder(t *testing.T) {
 	))
 	mock.Add(10 * time.Second)
 	save(t, l, register("c2", 1, contact("10.0.0.4:5060", "q=0.8")))
-	eq(t, []string{"alice@10.0.0.2:5060", "alice@10.0.0.4:5060", "alice@10.0.0.3:5060", "alice@10.0.0.1:5060"},
+	assert.Equal(t, []string{"alice@10.0.0.2:5060", "alice@10.0.0.4:5060", "alice@10.0.0.3:5060", "alice@10.0.0.1:5060"},
 		contacts(l.Lookup("alice")), "highest q first; equal q: the fresher first")
 
 	mock.Add(10 * time.Second)
 	save(t, l, register("c1", 2, contact("10.0.0.3:5060", "q=0.8")))
-	eq(t, []string{"alice@10.0.0.2:5060", "alice@10.0.0.3:5060", "alice@10.0.0.4:5060", "alice@10.0.0.1:5060"},
+	assert.Equal(t, []string{"alice@10.0.0.2:5060", "alice@10.0.0.3:5060", "alice@10.0.0.4:5060", "alice@10.0.0.1:5060"},
 		contacts(l.Lookup("alice")), "a refresh makes a binding the fresher")
 }
 
@@ -463,7 +465,7 @@ func TestLookupOrderFreshnessNotExpiry(t *testing.T) {
 	save(t, l, register("c1", 1, contact("10.0.0.1:5060", "expires=3600")))
 	mock.Add(10 * time.Second)
 	save(t, l, register("c2", 1, contact("10.0.0.2:5060", "expires=300")))
-	eq(t, []string{"alice@10.0.0.2:5060", "alice@10.0.0.1:5060"}, contacts(l.Lookup("alice")),
+	assert.Equal(t, []string{"alice@10.0.0.2:5060", "alice@10.0.0.1:5060"}, contacts(l.Lookup("alice")),
 		"the most recently refreshed first")
 }
 
@@ -472,7 +474,7 @@ func TestLookupOrderNumericQ(t *testing.T) {
 	save(t, l, register("c1", 1, contact("10.0.0.1:5060", "q=1.0")))
 	mock.Add(10 * time.Second)
 	save(t, l, register("c2", 1, contact("10.0.0.2:5060", "q=1")))
-	eq(t, []string{"alice@10.0.0.2:5060", "alice@10.0.0.1:5060"}, contacts(l.Lookup("alice")),
+	assert.Equal(t, []string{"alice@10.0.0.2:5060", "alice@10.0.0.1:5060"}, contacts(l.Lookup("alice")),
 		"equal q: the fresher first")
 }
 
@@ -480,45 +482,45 @@ func TestRefreshUpdatesQ(t *testing.T) {
 	l, _, _ := newLoc(LocationOptions{})
 	save(t, l, register("c1", 1, contact("10.0.0.1:5060", "q=0.1")))
 	bs := save(t, l, register("c1", 2, contact("10.0.0.1:5060", "q=0.9")))
-	needEq(t, 1, len(bs))
-	eq(t, "0.9", bs[0].Q)
+	require.Equal(t, 1, len(bs))
+	assert.Equal(t, "0.9", bs[0].Q)
 }
 
 func TestRefreshUpdatesContactAndTimes(t *testing.T) {
 	l, mock, _ := newLoc(LocationOptions{})
 	bs := save(t, l, register("c1", 1, "Contact: <sip:alice@10.0.0.1:5060;transport=udp>;q=0.5"))
-	needEq(t, 1, len(bs))
-	eq(t, t0, bs[0].Updated, "Updated is set when the binding is added")
-	eq(t, 0.5, bs[0].QValue)
+	require.Equal(t, 1, len(bs))
+	assert.Equal(t, t0, bs[0].Updated, "Updated is set when the binding is added")
+	assert.Equal(t, 0.5, bs[0].QValue)
 	mock.Add(time.Minute)
 	bs = save(t, l, register("c1", 2, "Contact: <sip:alice@10.0.0.1:5060;transport=tcp>"))
-	needEq(t, 1, len(bs))
-	eq(t, "tcp", bs[0].Contact.UriParams.GetOr("transport", ""), "the refresh's Contact URI replaces the old one")
-	eq(t, "", bs[0].Q, "a refresh without q drops the old one")
-	eq(t, 1.0, bs[0].QValue)
-	eq(t, t0.Add(time.Minute), bs[0].Updated, "and Updated follows the refresh")
+	require.Equal(t, 1, len(bs))
+	assert.Equal(t, "tcp", bs[0].Contact.UriParams.GetOr("transport", ""), "the refresh's Contact URI replaces the old one")
+	assert.Equal(t, "", bs[0].Q, "a refresh without q drops the old one")
+	assert.Equal(t, 1.0, bs[0].QValue)
+	assert.Equal(t, t0.Add(time.Minute), bs[0].Updated, "and Updated follows the refresh")
 }
 
 func TestQValues(t *testing.T) {
 	for q, want := range map[string]float64{"0": 0, "1": 1, "0.5": 0.5, "0.123": 0.123, "1.0": 1, "1.000": 1, "0.": 0, "0.1234": 0.1234} {
 		got, err := parseQ(q)
-		noErr(t, err, "parseQ(%q)", q)
-		eq(t, want, got, "parseQ(%q)", q)
+		assert.NoError(t, err, "parseQ(%q)", q)
+		assert.Equal(t, want, got, "parseQ(%q)", q)
 	}
 	for _, q := range []string{"", "2", "1.5", "1.001", "-0.5", ".5", "0.5e1", "1e0", "NaN", "inf", "0x1p-1", "0.5x", "00.5", " 0.5", "0,5"} {
 		_, err := parseQ(q)
-		truth(t, err != nil, "parseQ(%q) must fail", q)
+		assert.True(t, err != nil, "parseQ(%q) must fail", q)
 	}
 
 	l, _, ev := newLoc(LocationOptions{})
 	save(t, l, register("c1", 1, contact("10.0.0.1:5060", "q=0.5")))
 	ev.take()
 	_, err := l.Save(register("c1", 2, contact("10.0.0.1:5060", "q=0.7"), contact("10.0.0.2:5060", "q=high")).parse(t))
-	errIs(t, err, ErrBadContact, "a malformed q is a bad contact")
+	assert.ErrorIs(t, err, ErrBadContact, "a malformed q is a bad contact")
 	bs := l.Lookup("alice")
-	needEq(t, 1, len(bs))
-	eq(t, "0.5", bs[0].Q, "and the REGISTER changes nothing")
-	eq(t, []string{}, ev.take())
+	require.Equal(t, 1, len(bs))
+	assert.Equal(t, "0.5", bs[0].Q, "and the REGISTER changes nothing")
+	assert.Equal(t, []string{}, ev.take())
 }
 
 func TestLookupOrderNoQ(t *testing.T) {
@@ -528,7 +530,7 @@ func TestLookupOrderNoQ(t *testing.T) {
 	save(t, l, register("c2", 1, contact("10.0.0.2:5060", "q=0.9")))
 	mock.Add(10 * time.Second)
 	save(t, l, register("c3", 1, contact("10.0.0.3:5060", "q=1")))
-	eq(t, []string{"alice@10.0.0.3:5060", "alice@10.0.0.1:5060", "alice@10.0.0.2:5060"}, contacts(l.Lookup("alice")),
+	assert.Equal(t, []string{"alice@10.0.0.3:5060", "alice@10.0.0.1:5060", "alice@10.0.0.2:5060"}, contacts(l.Lookup("alice")),
 		"a contact without q counts as q=1.0")
 }
 
@@ -538,8 +540,8 @@ func TestSaveErrorChangesNothing(t *testing.T) {
 		save(t, l, register("c1", 1, contact("10.0.0.1:5060"), contact("10.0.0.2:5060")))
 		_, err := l.Save(register("c1", 2, contact("10.0.0.1:5060", "expires=0"),
 			contact("10.0.0.3:5060", "expires=10")).parse(t))
-		errIs(t, err, ErrIntervalTooBrief)
-		eq(t, []string{"alice@10.0.0.1:5060", "alice@10.0.0.2:5060"}, contacts(sortedByHost(l.Lookup("alice"))),
+		assert.ErrorIs(t, err, ErrIntervalTooBrief)
+		assert.Equal(t, []string{"alice@10.0.0.1:5060", "alice@10.0.0.2:5060"}, contacts(sortedByHost(l.Lookup("alice"))),
 			"a refused REGISTER leaves the bindings as they were")
 	})
 	t.Run("refresh then too many", func(t *testing.T) {
@@ -547,11 +549,11 @@ func TestSaveErrorChangesNothing(t *testing.T) {
 		save(t, l, register("c1", 1, contact("10.0.0.1:5060", "expires=600")))
 		mock.Add(time.Minute)
 		_, err := l.Save(register("c1", 2, contact("10.0.0.1:5060", "expires=600"), contact("10.0.0.2:5060")).parse(t))
-		errIs(t, err, ErrTooManyContacts)
+		assert.ErrorIs(t, err, ErrTooManyContacts)
 		bs := l.Lookup("alice")
-		needEq(t, 1, len(bs))
-		eq(t, t0.Add(600*time.Second), bs[0].Expires, "a refused REGISTER refreshes nothing")
-		eq(t, uint32(1), bs[0].CSeq)
+		require.Equal(t, 1, len(bs))
+		assert.Equal(t, t0.Add(600*time.Second), bs[0].Expires, "a refused REGISTER refreshes nothing")
+		assert.Equal(t, uint32(1), bs[0].CSeq)
 	})
 	t.Run("expired dropped then error", func(t *testing.T) {
 		l, mock, ev := newLoc(LocationOptions{})
@@ -559,9 +561,9 @@ func TestSaveErrorChangesNothing(t *testing.T) {
 		ev.take()
 		mock.Add(2 * time.Minute)
 		_, err := l.Save(register("c1", 2, contact("10.0.0.3:5060", "expires=10")).parse(t))
-		errIs(t, err, ErrIntervalTooBrief)
-		eq(t, []string{"alice@10.0.0.2:5060"}, contacts(l.Lookup("alice")), "no duplicated binding")
-		eq(t, []string{"expired alice@10.0.0.1:5060"}, ev.take(), "the expiry is reported once")
+		assert.ErrorIs(t, err, ErrIntervalTooBrief)
+		assert.Equal(t, []string{"alice@10.0.0.2:5060"}, contacts(l.Lookup("alice")), "no duplicated binding")
+		assert.Equal(t, []string{"expired alice@10.0.0.1:5060"}, ev.take(), "the expiry is reported once")
 	})
 }
 
@@ -577,18 +579,18 @@ func TestUseDomain(t *testing.T) {
 	}
 
 	u := sip.Uri{User: "alice", Host: "example.com"}
-	eq(t, "alice@example.com", withDomain.Key(u))
-	eq(t, "alice", userOnly.Key(u))
+	assert.Equal(t, "alice@example.com", withDomain.Key(u))
+	assert.Equal(t, "alice", userOnly.Key(u))
 
-	eq(t, 2, withDomain.Len(), "one AOR per domain")
-	eq(t, []string{"alice@10.0.0.1:5060"}, contacts(withDomain.Lookup("alice@example.com")))
-	eq(t, []string{"alice@10.0.0.2:5060"}, contacts(withDomain.Lookup("alice@other.example.org")))
-	eq(t, 0, len(withDomain.Lookup("alice")))
+	assert.Equal(t, 2, withDomain.Len(), "one AOR per domain")
+	assert.Equal(t, []string{"alice@10.0.0.1:5060"}, contacts(withDomain.Lookup("alice@example.com")))
+	assert.Equal(t, []string{"alice@10.0.0.2:5060"}, contacts(withDomain.Lookup("alice@other.example.org")))
+	assert.Equal(t, 0, len(withDomain.Lookup("alice")))
 	bs := withDomain.Lookup("alice@example.com")
-	eq(t, "alice@example.com", bs[0].AOR)
+	assert.Equal(t, "alice@example.com", bs[0].AOR)
 
-	eq(t, 1, userOnly.Len(), "without UseDomain the user is the key")
-	eq(t, 2, len(userOnly.Lookup("alice")))
+	assert.Equal(t, 1, userOnly.Len(), "without UseDomain the user is the key")
+	assert.Equal(t, 2, len(userOnly.Lookup("alice")))
 }
 
 func TestRunSweeps(t *testing.T) {
@@ -597,7 +599,7 @@ func TestRunSweeps(t *testing.T) {
 	ev := &regEvents{ch: make(chan string, 4)}
 	l := NewLocation(LocationOptions{Clock: mock, OnChange: ev.on})
 	_, err := l.Save(register("c1", 1, contact("10.0.0.1:5060", "expires=60")).parse(t))
-	need(t, err)
+	require.NoError(t, err)
 	<-ev.ch // added
 
 	done := make(chan struct{})
@@ -621,8 +623,8 @@ func TestRunSweeps(t *testing.T) {
 		case <-time.After(5 * time.Second):
 		}
 	}
-	eq(t, "expired alice@10.0.0.1:5060", got, "Run sweeps on its ticker")
-	eq(t, 0, l.Len())
+	assert.Equal(t, "expired alice@10.0.0.1:5060", got, "Run sweeps on its ticker")
+	assert.Equal(t, 0, l.Len())
 	close(done)
 	select {
 	case <-stopped:
@@ -632,10 +634,10 @@ func TestRunSweeps(t *testing.T) {
 }
 
 func TestRegEventString(t *testing.T) {
-	eq(t, "added", RegAdded.String())
-	eq(t, "refreshed", RegRefreshed.String())
-	eq(t, "removed", RegRemoved.String())
-	eq(t, "expired", RegExpired.String())
+	assert.Equal(t, "added", RegAdded.String())
+	assert.Equal(t, "refreshed", RegRefreshed.String())
+	assert.Equal(t, "removed", RegRemoved.String())
+	assert.Equal(t, "expired", RegExpired.String())
 }
 
 func TestLocationConcurrent(t *testing.T) {
@@ -655,8 +657,8 @@ func TestLocationConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	eq(t, 40, len(l.Lookup("alice")), "8 clients × 5 contacts")
+	assert.Equal(t, 40, len(l.Lookup("alice")), "8 clients × 5 contacts")
 	mock.Add(time.Minute)
-	eq(t, 40, l.Sweep())
-	eq(t, 0, l.Len())
+	assert.Equal(t, 40, l.Sweep())
+	assert.Equal(t, 0, l.Len())
 }

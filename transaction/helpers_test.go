@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/stretchr/testify/require"
 )
 
 // newReq builds a bare request of method m (no headers): enough for the
@@ -28,7 +29,7 @@ func parseReq(t testing.TB, method string) *sip.Request {
 		"CSeq: 1 " + method + "\r\n" +
 		"Content-Length: 0\r\n\r\n"
 	msg, err := sip.NewParser().ParseSIP([]byte(raw))
-	need(t, err, "parse %s", method)
+	require.NoError(t, err, "parse %s", method)
 	req := msg.(*sip.Request)
 	req.SetTransport("TCP")
 	req.SetSource("10.0.0.1:5060")
@@ -47,7 +48,7 @@ func cancelOf(t testing.TB, inv *sip.Request) *sip.Request {
 		"CSeq: 1 CANCEL\r\n" +
 		"Content-Length: 0\r\n\r\n"
 	msg, err := sip.NewParser().ParseSIP([]byte(raw))
-	need(t, err, "parse CANCEL")
+	require.NoError(t, err, "parse CANCEL")
 	req := msg.(*sip.Request)
 	req.SetTransport("TCP")
 	return req
@@ -113,9 +114,9 @@ func (w *wire) codes() []int {
 func newStx(t testing.TB, req *sip.Request, w *wire) *sip.ServerTx {
 	t.Helper()
 	key, err := sip.ServerTxKeyMake(req)
-	need(t, err, "server tx key")
+	require.NoError(t, err, "server tx key")
 	stx := sip.NewServerTx(key, req, w, slog.New(slog.DiscardHandler))
-	need(t, stx.Init(), "server tx init")
+	require.NoError(t, stx.Init(), "server tx init")
 	t.Cleanup(stx.Terminate)
 	return stx
 }

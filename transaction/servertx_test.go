@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // These tests run the table over real sipgo server transactions whose
@@ -17,25 +19,25 @@ func TestSuspendInviteSendsTryingOnce(t *testing.T) {
 	req := parseReq(t, "INVITE")
 	tt := New(Options{})
 	tx, err := tt.Add(req, newStx(t, req, w))
-	need(t, err)
+	require.NoError(t, err)
 
 	tok, err := tt.Suspend(tx, Suspension{})
-	need(t, err)
-	eq(t, []int{100}, w.codes(), "a parked INVITE gets 100 Trying at once")
+	require.NoError(t, err)
+	assert.Equal(t, []int{100}, w.codes(), "a parked INVITE gets 100 Trying at once")
 	_, err = tt.Continue(tok, ReasonTimer, nil)
-	need(t, err)
+	require.NoError(t, err)
 	tok, err = tt.Suspend(tx, Suspension{})
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Continue(tok, ReasonTimer, nil)
-	need(t, err)
-	eq(t, []int{100}, w.codes(), "a second park sends no second 100")
+	require.NoError(t, err)
+	assert.Equal(t, []int{100}, w.codes(), "a second park sends no second 100")
 
-	need(t, tx.Reply(486, "Busy Here", nil))
-	truth(t, tx.FinalSent())
-	errIs(t, tx.Reply(200, "OK", nil), ErrFinal, "one final response only")
-	eq(t, []int{100, 486}, w.codes())
+	require.NoError(t, tx.Reply(486, "Busy Here", nil))
+	assert.True(t, tx.FinalSent())
+	assert.ErrorIs(t, tx.Reply(200, "OK", nil), ErrFinal, "one final response only")
+	assert.Equal(t, []int{100, 486}, w.codes())
 	_, err = tt.Suspend(tx, Suspension{})
-	errIs(t, err, ErrFinal, "an answered transaction cannot park")
+	assert.ErrorIs(t, err, ErrFinal, "an answered transaction cannot park")
 	tt.Finish(tx)
 }
 
@@ -44,10 +46,10 @@ func TestSuspendNonInviteSendsNothing(t *testing.T) {
 	req := parseReq(t, "MESSAGE")
 	tt := New(Options{})
 	tx, err := tt.Add(req, newStx(t, req, w))
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Suspend(tx, Suspension{})
-	need(t, err)
-	eq(t, []int{}, w.codes(), "no 100 for a non-INVITE")
+	require.NoError(t, err)
+	assert.Equal(t, []int{}, w.codes(), "no 100 for a non-INVITE")
 }
 
 func TestExpireAnswers(t *testing.T) {
@@ -57,15 +59,15 @@ func TestExpireAnswers(t *testing.T) {
 			req := parseReq(t, method)
 			tt := New(Options{})
 			tx, err := tt.Add(req, newStx(t, req, w))
-			need(t, err)
+			require.NoError(t, err)
 			tok, err := tt.Suspend(tx, Suspension{})
-			need(t, err)
-			truth(t, tt.Expire(tok))
+			require.NoError(t, err)
+			assert.True(t, tt.Expire(tok))
 			codes := w.codes()
-			needEq(t, want, codes[len(codes)-1], "the suspended-timeout reply")
-			truth(t, tx.FinalSent())
-			truth(t, !tt.Expire(tok))
-			eq(t, codes, w.codes(), "a second expiry sends nothing")
+			require.Equal(t, want, codes[len(codes)-1], "the suspended-timeout reply")
+			assert.True(t, tx.FinalSent())
+			assert.True(t, !tt.Expire(tok))
+			assert.Equal(t, codes, w.codes(), "a second expiry sends nothing")
 		})
 	}
 }
@@ -75,17 +77,17 @@ func TestAbortAnswers(t *testing.T) {
 	req := parseReq(t, "MESSAGE")
 	tt := New(Options{})
 	tx, err := tt.Add(req, newStx(t, req, w))
-	need(t, err)
+	require.NoError(t, err)
 	tok, err := tt.Suspend(tx, Suspension{})
-	need(t, err)
-	truth(t, tt.Abort(tok, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5")))
-	needEq(t, []int{503}, w.codes())
+	require.NoError(t, err)
+	assert.True(t, tt.Abort(tok, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5")))
+	require.Equal(t, []int{503}, w.codes())
 	w.mu.Lock()
 	res := w.sent[0]
 	w.mu.Unlock()
-	eq(t, "Service Unavailable", res.Reason)
+	assert.Equal(t, "Service Unavailable", res.Reason)
 	h := res.GetHeader("Retry-After")
-	truth(t, h != nil && h.Value() == "5", "the extra header goes out")
+	assert.True(t, h != nil && h.Value() == "5", "the extra header goes out")
 }
 
 func TestCancelParkedInvite(t *testing.T) {
@@ -95,17 +97,17 @@ func TestCancelParkedInvite(t *testing.T) {
 	tt := New(Options{OnChange: ev.on})
 	stx := newStx(t, req, w)
 	tx, err := tt.Add(req, stx)
-	need(t, err)
+	require.NoError(t, err)
 	notify := tx.CancelNotify()
 	tok, err := tt.Suspend(tx, Suspension{Route: "RESUME"})
-	need(t, err)
-	eq(t, EvSuspended, waitEvent(t, ev.ch).ev)
+	require.NoError(t, err)
+	assert.Equal(t, EvSuspended, waitEvent(t, ev.ch).ev)
 
-	need(t, stx.Receive(cancelOf(t, req)))
-	eq(t, event{tok.Tx(), EvCanceled}, waitEvent(t, ev.ch))
+	require.NoError(t, stx.Receive(cancelOf(t, req)))
+	assert.Equal(t, event{tok.Tx(), EvCanceled}, waitEvent(t, ev.ch))
 
-	truth(t, tx.Canceled())
-	eq(t, Done, tx.State())
+	assert.True(t, tx.Canceled())
+	assert.Equal(t, Done, tx.State())
 	select {
 	case <-notify:
 	default:
@@ -116,19 +118,19 @@ func TestCancelParkedInvite(t *testing.T) {
 	default:
 		t.Error("CancelNotify taken after the CANCEL is not closed")
 	}
-	eq(t, []int{100, 487}, w.codes())
+	assert.Equal(t, []int{100, 487}, w.codes())
 
 	_, err = tt.Continue(tok, ReasonTimer, nil)
-	truth(t, err != nil, "the pending resume after a CANCEL does nothing")
-	errIs(t, tx.Reply(200, "OK", nil), ErrCanceled, "never respond after a cancel")
-	truth(t, !tt.Expire(tok), "no expiry after a CANCEL")
-	eq(t, []int{100, 487}, w.codes(), "nothing but the 487 goes out")
+	assert.True(t, err != nil, "the pending resume after a CANCEL does nothing")
+	assert.ErrorIs(t, tx.Reply(200, "OK", nil), ErrCanceled, "never respond after a cancel")
+	assert.True(t, !tt.Expire(tok), "no expiry after a CANCEL")
+	assert.Equal(t, []int{100, 487}, w.codes(), "nothing but the 487 goes out")
 	st := tt.Stats()
-	eq(t, uint64(1), st.Canceled)
-	eq(t, uint64(0), st.LateCancels, "the reply was refused before reaching sipgo")
-	eq(t, 0, st.Live)
-	eq(t, 0, st.Parked)
-	eq(t, []Event{EvSuspended, EvCanceled}, ev.of(tok))
+	assert.Equal(t, uint64(1), st.Canceled)
+	assert.Equal(t, uint64(0), st.LateCancels, "the reply was refused before reaching sipgo")
+	assert.Equal(t, 0, st.Live)
+	assert.Equal(t, 0, st.Parked)
+	assert.Equal(t, []Event{EvSuspended, EvCanceled}, ev.of(tok))
 }
 
 func TestCancelLiveInvite(t *testing.T) {
@@ -138,24 +140,24 @@ func TestCancelLiveInvite(t *testing.T) {
 	tt := New(Options{OnChange: ev.on})
 	stx := newStx(t, req, w)
 	tx, err := tt.Add(req, stx)
-	need(t, err)
+	require.NoError(t, err)
 	notify := tx.CancelNotify()
 
-	need(t, stx.Receive(cancelOf(t, req)))
-	eq(t, event{tx.Token(), EvCanceled}, waitEvent(t, ev.ch))
+	require.NoError(t, stx.Receive(cancelOf(t, req)))
+	assert.Equal(t, event{tx.Token(), EvCanceled}, waitEvent(t, ev.ch))
 	<-notify
-	truth(t, tx.Canceled())
-	eq(t, Live, tx.State(), "a live transaction stays with its route")
-	eq(t, 1, tt.Stats().Live)
+	assert.True(t, tx.Canceled())
+	assert.Equal(t, Live, tx.State(), "a live transaction stays with its route")
+	assert.Equal(t, 1, tt.Stats().Live)
 
-	errIs(t, tx.Reply(200, "OK", nil), ErrCanceled)
-	eq(t, uint64(0), tt.Stats().LateCancels, "refused before reaching sipgo")
+	assert.ErrorIs(t, tx.Reply(200, "OK", nil), ErrCanceled)
+	assert.Equal(t, uint64(0), tt.Stats().LateCancels, "refused before reaching sipgo")
 	_, err = tt.Suspend(tx, Suspension{})
-	errIs(t, err, ErrCanceled, "a canceled transaction cannot park")
-	eq(t, []int{487}, w.codes())
+	assert.ErrorIs(t, err, ErrCanceled, "a canceled transaction cannot park")
+	assert.Equal(t, []int{487}, w.codes())
 	tt.Finish(tx)
-	eq(t, 0, tt.Stats().Live)
-	eq(t, []Event{EvCanceled, EvEnded}, ev.of(tx.Token()))
+	assert.Equal(t, 0, tt.Stats().Live)
+	assert.Equal(t, []Event{EvCanceled, EvEnded}, ev.of(tx.Token()))
 }
 
 func TestContinueRefusedWhileCancelPending(t *testing.T) {
@@ -163,16 +165,16 @@ func TestContinueRefusedWhileCancelPending(t *testing.T) {
 	// goroutine; a resume in between must not run the route.
 	tt := New(Options{})
 	tx, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	tok, err := tt.Suspend(tx, Suspension{})
-	need(t, err)
+	require.NoError(t, err)
 	tx.canceled.Store(true)
 	_, err = tt.Continue(tok, ReasonTimer, nil)
-	errIs(t, err, ErrCanceled)
-	eq(t, Suspended, tx.State(), "the cancel path ends it")
+	assert.ErrorIs(t, err, ErrCanceled)
+	assert.Equal(t, Suspended, tx.State(), "the cancel path ends it")
 	tt.cancel(tx)
-	eq(t, Done, tx.State())
-	eq(t, 0, tt.Stats().Live)
+	assert.Equal(t, Done, tx.State())
+	assert.Equal(t, 0, tt.Stats().Live)
 }
 
 func TestLateCancelDetectedOnRespond(t *testing.T) {
@@ -181,20 +183,20 @@ func TestLateCancelDetectedOnRespond(t *testing.T) {
 	w := &wire{}
 	req := parseReq(t, "INVITE")
 	stx := newStx(t, req, w)
-	need(t, stx.Receive(cancelOf(t, req)))
-	eq(t, []int{487}, w.codes())
+	require.NoError(t, stx.Receive(cancelOf(t, req)))
+	assert.Equal(t, []int{487}, w.codes())
 
 	tt := New(Options{})
 	tx, err := tt.Add(req, stx)
-	need(t, err)
+	require.NoError(t, err)
 	tx.canceled.Store(false) // as if the CANCEL slipped in after the flag check
-	errIs(t, tx.Reply(200, "OK", nil), ErrCanceled)
-	truth(t, tx.Canceled(), "the late cancel is remembered")
-	eq(t, uint64(1), tt.Stats().LateCancels)
-	eq(t, []int{487}, w.codes(), "the 200 never went out")
+	assert.ErrorIs(t, tx.Reply(200, "OK", nil), ErrCanceled)
+	assert.True(t, tx.Canceled(), "the late cancel is remembered")
+	assert.Equal(t, uint64(1), tt.Stats().LateCancels)
+	assert.Equal(t, []int{487}, w.codes(), "the 200 never went out")
 
-	need(t, stx.Receive(req)) // a retransmission of the INVITE
-	eq(t, []int{487, 487}, w.codes(), "retransmissions repeat the 487")
+	require.NoError(t, stx.Receive(req)) // a retransmission of the INVITE
+	assert.Equal(t, []int{487, 487}, w.codes(), "retransmissions repeat the 487")
 	tt.Finish(tx)
 }
 
@@ -202,15 +204,15 @@ func TestCancelBeforeAdd(t *testing.T) {
 	w := &wire{}
 	req := parseReq(t, "INVITE")
 	stx := newStx(t, req, w)
-	need(t, stx.Receive(cancelOf(t, req)))
+	require.NoError(t, stx.Receive(cancelOf(t, req)))
 
 	ev := &events{ch: make(chan event, 8)}
 	tt := New(Options{OnChange: ev.on})
 	tx, err := tt.Add(req, stx)
-	need(t, err)
-	truth(t, tx.Canceled(), "a CANCEL that came before Add marks the transaction canceled")
+	require.NoError(t, err)
+	assert.True(t, tx.Canceled(), "a CANCEL that came before Add marks the transaction canceled")
 	_, err = tt.Suspend(tx, Suspension{})
-	errIs(t, err, ErrCanceled, "a canceled transaction cannot park")
+	assert.ErrorIs(t, err, ErrCanceled, "a canceled transaction cannot park")
 	tt.Finish(tx)
 }
 
@@ -220,7 +222,7 @@ func TestSuspendEventsStayOrdered(t *testing.T) {
 	ev := &events{}
 	tt := New(Options{OnChange: ev.on})
 	tx, err := tt.Add(req, newStx(t, req, w))
-	need(t, err)
+	require.NoError(t, err)
 	tok := tx.Token()
 	tok.Park = 1 // the park Suspend is making
 
@@ -246,8 +248,8 @@ func TestSuspendEventsStayOrdered(t *testing.T) {
 	close(w.release)
 	<-resumed
 	wg.Wait()
-	need(t, cerr, "resume by token while Suspend is still returning")
-	eq(t, []Event{EvSuspended, EvResumed}, ev.of(tok), "events of one transaction are reported in order")
+	require.NoError(t, cerr, "resume by token while Suspend is still returning")
+	assert.Equal(t, []Event{EvSuspended, EvResumed}, ev.of(tok), "events of one transaction are reported in order")
 	tt.Finish(tx)
 }
 
@@ -256,7 +258,7 @@ func TestSuspendParksReadRace(t *testing.T) {
 	req := parseReq(t, "INVITE")
 	tt := New(Options{})
 	tx, err := tt.Add(req, newStx(t, req, w))
-	need(t, err)
+	require.NoError(t, err)
 	tok := tx.Token()
 	tok.Park = 1 // the park Suspend is making
 
@@ -275,9 +277,9 @@ func TestSuspendParksReadRace(t *testing.T) {
 		runtime.Gosched()
 	}
 	_, err = tt.Suspend(tx, Suspension{})
-	need(t, err)
+	require.NoError(t, err)
 	wg.Wait()
-	eq(t, 2, tx.Parks())
+	assert.Equal(t, 2, tx.Parks())
 }
 
 func TestAfterParkEnd(t *testing.T) {
@@ -287,9 +289,9 @@ func TestAfterParkEnd(t *testing.T) {
 		req := parseReq(t, "INVITE")
 		stx := newStx(t, req, w)
 		tx, err := tt.Add(req, stx)
-		need(t, err)
+		require.NoError(t, err)
 		tok, err := tt.Suspend(tx, Suspension{})
-		need(t, err)
+		require.NoError(t, err)
 		return tx, tok, w, stx
 	}
 	wait := func(ch <-chan struct{}, what string) {
@@ -305,27 +307,27 @@ func TestAfterParkEnd(t *testing.T) {
 	tx, tok, _, stx := park()
 	ran := make(chan struct{})
 	stop := tx.AfterParkEnd(tok, func() { close(ran) })
-	need(t, stx.Receive(cancelOf(t, tx.Request())))
+	require.NoError(t, stx.Receive(cancelOf(t, tx.Request())))
 	wait(ran, "CANCEL")
-	truth(t, !stop(), "stop after the hook started reports false")
+	assert.True(t, !stop(), "stop after the hook started reports false")
 
 	// Stopped before the end: it never runs.
 	tx, tok, _, _ = park()
 	never := make(chan struct{}, 1)
 	stop = tx.AfterParkEnd(tok, func() { never <- struct{}{} })
-	truth(t, stop(), "stop before the end reports true")
+	assert.True(t, stop(), "stop before the end reports true")
 	_, err := tt.Continue(tok, ReasonExternal, nil)
-	need(t, err)
+	require.NoError(t, err)
 	tt.Finish(tx)
 
 	// Expiry, and a hook of a park that is already over runs at once.
 	tx, tok, _, _ = park()
 	ran = make(chan struct{})
 	tx.AfterParkEnd(tok, func() { close(ran) })
-	truth(t, tt.Expire(tok))
+	assert.True(t, tt.Expire(tok))
 	wait(ran, "expiry")
 	late := make(chan struct{})
-	truth(t, !tx.AfterParkEnd(tok, func() { close(late) })(), "a park already over: nothing to stop")
+	assert.True(t, !tx.AfterParkEnd(tok, func() { close(late) })(), "a park already over: nothing to stop")
 	wait(late, "a park already over")
 
 	select {

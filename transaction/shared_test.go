@@ -4,75 +4,77 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 func TestSharedTables(t *testing.T) {
 	var s Shared
-	eq(t, 0, len(s.Names()))
+	assert.Equal(t, 0, len(s.Names()))
 	a := s.Table("calls")
-	truth(t, s.Table("calls") == a, "the same name returns the same table")
+	assert.True(t, s.Table("calls") == a, "the same name returns the same table")
 	b := s.Table("limits")
-	truth(t, a != b)
+	assert.True(t, a != b)
 	s.Table("acl")
-	eq(t, []string{"acl", "calls", "limits"}, s.Names(), "names sorted")
+	assert.Equal(t, []string{"acl", "calls", "limits"}, s.Names(), "names sorted")
 
 	a.Set("x", 1)
 	_, ok := b.Get("x")
-	truth(t, !ok, "tables do not share keys")
+	assert.True(t, !ok, "tables do not share keys")
 }
 
 func TestSharedTableGetSetDelete(t *testing.T) {
 	var s Shared
 	tb := s.Table("t")
 	_, ok := tb.Get("k")
-	truth(t, !ok)
-	eq(t, 0, tb.Len())
+	assert.True(t, !ok)
+	assert.Equal(t, 0, tb.Len())
 	tb.Set("k", "v1")
 	v, ok := tb.Get("k")
-	truth(t, ok)
-	eq[any](t, "v1", v)
+	assert.True(t, ok)
+	assert.Equal(t, "v1", v)
 	tb.Set("k", "v2")
 	v, _ = tb.Get("k")
-	eq[any](t, "v2", v, "Set overwrites")
+	assert.Equal(t, "v2", v, "Set overwrites")
 	tb.Set("nil", nil)
 	v, ok = tb.Get("nil")
-	truth(t, ok && v == nil, "a nil value is stored")
-	eq(t, 2, tb.Len())
+	assert.True(t, ok && v == nil, "a nil value is stored")
+	assert.Equal(t, 2, tb.Len())
 	tb.Delete("k")
 	tb.Delete("absent")
 	_, ok = tb.Get("k")
-	truth(t, !ok)
-	eq(t, 1, tb.Len())
+	assert.True(t, !ok)
+	assert.Equal(t, 1, tb.Len())
 }
 
 func TestSharedTableAdd(t *testing.T) {
 	var s Shared
 	tb := s.Table("counters")
-	eq(t, int64(5), tb.Add("n", 5), "absent counts as 0")
-	eq(t, int64(3), tb.Add("n", -2))
+	assert.Equal(t, int64(5), tb.Add("n", 5), "absent counts as 0")
+	assert.Equal(t, int64(3), tb.Add("n", -2))
 	v, _ := tb.Get("n")
-	eq[any](t, int64(3), v, "Add stores an int64")
+	assert.Equal(t, int64(3), v, "Add stores an int64")
 	tb.Set("s", "not a number")
-	eq(t, int64(1), tb.Add("s", 1), "a non-int64 value counts as 0")
+	assert.Equal(t, int64(1), tb.Add("s", 1), "a non-int64 value counts as 0")
 	tb.Set("i", 10) // an int, not an int64
-	eq(t, int64(1), tb.Add("i", 1), "only int64 values are added to")
+	assert.Equal(t, int64(1), tb.Add("i", 1), "only int64 values are added to")
 }
 
 func TestSharedTableUpdate(t *testing.T) {
 	var s Shared
 	tb := s.Table("u")
 	got := tb.Update("list", func(old any, ok bool) any {
-		truth(t, !ok && old == nil, "first update sees nothing")
+		assert.True(t, !ok && old == nil, "first update sees nothing")
 		return []string{"a"}
 	})
-	eq[any](t, []string{"a"}, got)
+	assert.Equal(t, []string{"a"}, got)
 	got = tb.Update("list", func(old any, ok bool) any {
-		truth(t, ok)
+		assert.True(t, ok)
 		return append(old.([]string), "b")
 	})
-	eq[any](t, []string{"a", "b"}, got)
+	assert.Equal(t, []string{"a", "b"}, got)
 	v, _ := tb.Get("list")
-	eq[any](t, []string{"a", "b"}, v)
+	assert.Equal(t, []string{"a", "b"}, v)
 }
 
 func TestSharedConcurrent(t *testing.T) {
@@ -100,9 +102,9 @@ func TestSharedConcurrent(t *testing.T) {
 	wg.Wait()
 	tb := s.Table("shared")
 	v, _ := tb.Get("sum")
-	eq[any](t, int64(goroutines*perG), v, "concurrent Adds sum correctly")
+	assert.Equal(t, int64(goroutines*perG), v, "concurrent Adds sum correctly")
 	v, _ = tb.Get("upd")
-	eq[any](t, goroutines*perG, v, "concurrent Updates are atomic")
-	eq(t, goroutines+2, tb.Len())
-	eq(t, []string{"shared"}, s.Names(), "one table however many goroutines created it")
+	assert.Equal(t, goroutines*perG, v, "concurrent Updates are atomic")
+	assert.Equal(t, goroutines+2, tb.Len())
+	assert.Equal(t, []string{"shared"}, s.Names(), "one table however many goroutines created it")
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/benbjohnson/clock"
 	"github.com/emiago/sipgo/sip"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestTokenStringParseRoundTrip(t *testing.T) {
@@ -18,11 +20,11 @@ func TestTokenStringParseRoundTrip(t *testing.T) {
 		{0, 1, 1}, {7, 3, 65537}, {math.MaxUint32, math.MaxUint32, math.MaxUint32}} {
 		s := tok.String()
 		got, err := ParseToken(s)
-		noErr(t, err, "ParseToken(%q)", s)
-		eq(t, tok, got, "round trip of %q", s)
+		assert.NoError(t, err, "ParseToken(%q)", s)
+		assert.Equal(t, tok, got, "round trip of %q", s)
 	}
-	eq(t, "12:34", Token{12, 34, 0}.String())
-	eq(t, "12:34:5", Token{12, 34, 5}.String())
+	assert.Equal(t, "12:34", Token{12, 34, 0}.String())
+	assert.Equal(t, "12:34:5", Token{12, 34, 5}.String())
 }
 
 func TestParseTokenMalformed(t *testing.T) {
@@ -31,7 +33,7 @@ func TestParseTokenMalformed(t *testing.T) {
 		"1:2:3:4", "1:2:0", "1:2:", "1:2:x", "4294967296:1", "1:4294967296", "1:2:4294967296", "0x1:2", "1.0:2", "1;2",
 	} {
 		_, err := ParseToken(s)
-		errIs(t, err, ErrBadToken, "ParseToken(%q)", s)
+		assert.ErrorIs(t, err, ErrBadToken, "ParseToken(%q)", s)
 	}
 }
 
@@ -55,17 +57,17 @@ func FuzzParseToken(f *testing.F) {
 }
 
 func TestStringers(t *testing.T) {
-	eq(t, "live", Live.String())
-	eq(t, "suspended", Suspended.String())
-	eq(t, "done", Done.String())
-	eq(t, "unknown", State(0).String())
+	assert.Equal(t, "live", Live.String())
+	assert.Equal(t, "suspended", Suspended.String())
+	assert.Equal(t, "done", Done.String())
+	assert.Equal(t, "unknown", State(0).String())
 	for r, want := range map[Reason]string{ReasonNone: "none", ReasonTimer: "timer", ReasonTask: "task",
 		ReasonExternal: "external", ReasonTimeout: "timeout", ReasonCancel: "cancel", Reason(99): "unknown"} {
-		eq(t, want, r.String())
+		assert.Equal(t, want, r.String())
 	}
 	for e, want := range map[Event]string{EvSuspended: "suspended", EvResumed: "resumed",
 		EvExpired: "expired", EvCanceled: "canceled", EvEnded: "ended"} {
-		eq(t, want, e.String())
+		assert.Equal(t, want, e.String())
 	}
 }
 
@@ -78,107 +80,107 @@ func TestAddAssignsTokens(t *testing.T) {
 	for i := range 5 {
 		req := newReq(sip.INVITE)
 		tx, err := tt.Add(req, nil)
-		need(t, err)
+		require.NoError(t, err)
 		tok := tx.Token()
-		truth(t, !seen[tok], "token %s given twice", tok)
+		assert.True(t, !seen[tok], "token %s given twice", tok)
 		seen[tok] = true
-		eq(t, uint32(i), tok.Index, "fresh slots are taken in order")
-		eq(t, uint32(1), tok.Label, "a fresh slot's first label")
-		eq(t, Live, tx.State())
-		truth(t, tx.Request() == req, "the request is kept")
-		truth(t, tx.ServerTx() == nil, "no server transaction")
-		eq(t, mock.Now(), tx.Created())
-		eq(t, 0, tx.Parks())
+		assert.Equal(t, uint32(i), tok.Index, "fresh slots are taken in order")
+		assert.Equal(t, uint32(1), tok.Label, "a fresh slot's first label")
+		assert.Equal(t, Live, tx.State())
+		assert.True(t, tx.Request() == req, "the request is kept")
+		assert.True(t, tx.ServerTx() == nil, "no server transaction")
+		assert.Equal(t, mock.Now(), tx.Created())
+		assert.Equal(t, 0, tx.Parks())
 		got, err := tt.Get(tok)
-		need(t, err)
-		truth(t, got == tx, "Get returns the transaction of the token")
+		require.NoError(t, err)
+		assert.True(t, got == tx, "Get returns the transaction of the token")
 		txs = append(txs, tx)
 	}
 	st := tt.Stats()
-	eq(t, 5, st.Live)
-	eq(t, 0, st.Parked)
-	eq(t, uint64(5), st.Created)
+	assert.Equal(t, 5, st.Live)
+	assert.Equal(t, 0, st.Parked)
+	assert.Equal(t, uint64(5), st.Created)
 	for _, tx := range txs {
 		tt.Finish(tx)
 	}
-	eq(t, 0, tt.Stats().Live)
+	assert.Equal(t, 0, tt.Stats().Live)
 }
 
 func TestGetUnknownToken(t *testing.T) {
 	tt := New(Options{})
 	_, err := tt.Get(Token{0, 1, 0})
-	errIs(t, err, ErrUnknownToken, "empty table")
+	assert.ErrorIs(t, err, ErrUnknownToken, "empty table")
 	tx, err := tt.Add(newReq(sip.MESSAGE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Get(Token{tx.Token().Index + 1, 1, 0})
-	errIs(t, err, ErrUnknownToken, "index past the table")
+	assert.ErrorIs(t, err, ErrUnknownToken, "index past the table")
 	_, err = tt.Get(Token{tx.Token().Index, tx.Token().Label + 1, 0})
-	errIs(t, err, ErrUnknownToken, "a label from the future is not found")
-	eq(t, uint64(0), tt.Stats().StaleRefused, "none of these is stale")
+	assert.ErrorIs(t, err, ErrUnknownToken, "a label from the future is not found")
+	assert.Equal(t, uint64(0), tt.Stats().StaleRefused, "none of these is stale")
 }
 
 func TestGetAfterFinish(t *testing.T) {
 	tt := New(Options{})
 	tx, err := tt.Add(newReq(sip.MESSAGE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	tok := tx.Token()
 	tt.Finish(tx)
-	eq(t, Done, tx.State())
+	assert.Equal(t, Done, tx.State())
 	_, err = tt.Get(tok)
-	errIs(t, err, ErrEnded)
-	truth(t, !errors.Is(err, ErrStale), "the slot is not reused yet: not stale")
-	eq(t, uint64(1), tt.Stats().EndedRefused)
+	assert.ErrorIs(t, err, ErrEnded)
+	assert.True(t, !errors.Is(err, ErrStale), "the slot is not reused yet: not stale")
+	assert.Equal(t, uint64(1), tt.Stats().EndedRefused)
 	_, err = tt.Continue(tok, ReasonExternal, nil)
-	errIs(t, err, ErrEnded, "resume after end is an error, not a crash")
+	assert.ErrorIs(t, err, ErrEnded, "resume after end is an error, not a crash")
 	_, err = tt.Continue(Token{tok.Index, tok.Label, 1}, ReasonExternal, nil)
-	errIs(t, err, ErrUnknownToken, "a park it never had")
+	assert.ErrorIs(t, err, ErrUnknownToken, "a park it never had")
 }
 
 func TestSlotReuseRefusesStaleToken(t *testing.T) {
 	mock := clock.NewMock()
 	tt := New(Options{Clock: mock, SuspendTimeout: 10 * time.Second})
 	old, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	oldTok, err := tt.Suspend(old, Suspension{Route: "RESUME"})
-	need(t, err)
-	truth(t, tt.Expire(oldTok), "expire the first transaction")
+	require.NoError(t, err)
+	assert.True(t, tt.Expire(oldTok), "expire the first transaction")
 
 	// The slot of a parked transaction is remembered for Remember (the
 	// suspend timeout), so that a late token is told it timed out.
 	other, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
-	truth(t, other.Token().Index != oldTok.Index, "a remembered slot is not reused at once")
+	require.NoError(t, err)
+	assert.True(t, other.Token().Index != oldTok.Index, "a remembered slot is not reused at once")
 	_, err = tt.Continue(oldTok, ReasonExternal, nil)
-	errIs(t, err, ErrTimedOut, "while remembered, the token is told how its park ended")
+	assert.ErrorIs(t, err, ErrTimedOut, "while remembered, the token is told how its park ended")
 	tt.Finish(other) // never parked: its slot is free at once
 	mock.Add(10 * time.Second)
 
 	cur, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
-	eq(t, other.Token().Index, cur.Token().Index, "a slot never parked is reused first")
+	require.NoError(t, err)
+	assert.Equal(t, other.Token().Index, cur.Token().Index, "a slot never parked is reused first")
 	cur2, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	curTok := cur2.Token()
-	eq(t, oldTok.Index, curTok.Index, "the remembered slot is reused once Remember passed")
-	eq(t, oldTok.Label+1, curTok.Label, "reuse bumps the label")
+	assert.Equal(t, oldTok.Index, curTok.Index, "the remembered slot is reused once Remember passed")
+	assert.Equal(t, oldTok.Label+1, curTok.Label, "reuse bumps the label")
 	curTok, err = tt.Suspend(cur2, Suspension{Route: "RESUME"})
-	need(t, err)
+	require.NoError(t, err)
 
 	_, err = tt.Get(oldTok)
-	needIs(t, err, ErrStale)
-	errIs(t, err, ErrEnded, "a stale token's transaction ended")
-	eq(t, uint64(1), tt.Stats().StaleRefused)
+	require.ErrorIs(t, err, ErrStale)
+	assert.ErrorIs(t, err, ErrEnded, "a stale token's transaction ended")
+	assert.Equal(t, uint64(1), tt.Stats().StaleRefused)
 
 	_, err = tt.Continue(oldTok, ReasonTimer, nil)
-	errIs(t, err, ErrStale, "a stale resume is refused")
-	truth(t, !tt.Expire(oldTok), "a stale expiry does nothing")
-	truth(t, !tt.Abort(oldTok, 503, "Service Unavailable"), "a stale abort does nothing")
-	eq(t, uint64(4), tt.Stats().StaleRefused, "every stale use is counted")
+	assert.ErrorIs(t, err, ErrStale, "a stale resume is refused")
+	assert.True(t, !tt.Expire(oldTok), "a stale expiry does nothing")
+	assert.True(t, !tt.Abort(oldTok, 503, "Service Unavailable"), "a stale abort does nothing")
+	assert.Equal(t, uint64(4), tt.Stats().StaleRefused, "every stale use is counted")
 
-	eq(t, Suspended, cur2.State(), "the current transaction is untouched")
+	assert.Equal(t, Suspended, cur2.State(), "the current transaction is untouched")
 	got, err := tt.Continue(curTok, ReasonTimer, nil)
-	need(t, err)
-	truth(t, got == cur2)
+	require.NoError(t, err)
+	assert.True(t, got == cur2)
 	tt.Finish(cur)
 	tt.Finish(cur2)
 }
@@ -190,14 +192,14 @@ func TestRememberedSlotsAreBounded(t *testing.T) {
 	var toks []Token
 	for range 6 {
 		tx, err := tt.Add(newReq(sip.MESSAGE), nil)
-		need(t, err)
+		require.NoError(t, err)
 		tok, err := tt.Suspend(tx, Suspension{})
-		need(t, err)
+		require.NoError(t, err)
 		txs, toks = append(txs, tx), append(toks, tok)
 	}
 	for i, tx := range txs {
 		_, err := tt.Continue(toks[i], ReasonExternal, nil)
-		need(t, err)
+		require.NoError(t, err)
 		tt.Finish(tx)
 	}
 	// At most four are remembered: the two oldest were forgotten and are
@@ -205,17 +207,17 @@ func TestRememberedSlotsAreBounded(t *testing.T) {
 	got := map[uint32]bool{}
 	for range 2 {
 		tx, err := tt.Add(newReq(sip.MESSAGE), nil)
-		need(t, err)
+		require.NoError(t, err)
 		got[tx.Token().Index] = true
 	}
-	eq(t, map[uint32]bool{toks[0].Index: true, toks[1].Index: true}, got, "the forgotten slots are reused")
+	assert.Equal(t, map[uint32]bool{toks[0].Index: true, toks[1].Index: true}, got, "the forgotten slots are reused")
 	tx, err := tt.Add(newReq(sip.MESSAGE), nil)
-	need(t, err)
-	eq(t, uint32(6), tx.Token().Index, "four remembered: a new slot")
+	require.NoError(t, err)
+	assert.Equal(t, uint32(6), tx.Token().Index, "four remembered: a new slot")
 	_, err = tt.Continue(toks[0], ReasonExternal, nil)
-	errIs(t, err, ErrStale, "a forgotten park: ended, slot reused")
+	assert.ErrorIs(t, err, ErrStale, "a forgotten park: ended, slot reused")
 	_, err = tt.Continue(toks[2], ReasonExternal, nil)
-	errIs(t, err, ErrAlreadyResumed, "a remembered park: already resumed")
+	assert.ErrorIs(t, err, ErrAlreadyResumed, "a remembered park: already resumed")
 }
 
 func TestRefusalReasons(t *testing.T) {
@@ -223,77 +225,77 @@ func TestRefusalReasons(t *testing.T) {
 	tt := New(Options{Clock: mock})
 	park := func(m sip.RequestMethod) (*Tx, Token) {
 		tx, err := tt.Add(newReq(m), nil)
-		need(t, err)
+		require.NoError(t, err)
 		tok, err := tt.Suspend(tx, Suspension{})
-		need(t, err)
+		require.NoError(t, err)
 		return tx, tok
 	}
 	// resumed, then answered
 	tx, tok := park(sip.MESSAGE)
 	_, err := tt.Continue(tok, ReasonExternal, nil)
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Continue(tok, ReasonExternal, nil)
-	errIs(t, err, ErrAlreadyResumed, "live after the resume")
+	assert.ErrorIs(t, err, ErrAlreadyResumed, "live after the resume")
 	tt.Finish(tx)
 	_, err = tt.Continue(tok, ReasonExternal, nil)
-	errIs(t, err, ErrAlreadyResumed, "after the end too")
-	eq(t, "already_resumed", RefusalReason(err))
+	assert.ErrorIs(t, err, ErrAlreadyResumed, "after the end too")
+	assert.Equal(t, "already_resumed", RefusalReason(err))
 
 	// timed out into a timeout route (ReasonTimeout), then a late resume
 	tx, tok = park(sip.MESSAGE)
 	_, err = tt.Continue(tok, ReasonTimeout, nil)
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Continue(tok, ReasonExternal, nil)
-	errIs(t, err, ErrTimedOut)
-	eq(t, "timed_out", RefusalReason(err))
+	assert.ErrorIs(t, err, ErrTimedOut)
+	assert.Equal(t, "timed_out", RefusalReason(err))
 	tok2, err := tt.Suspend(tx, Suspension{}) // the timeout route parks again
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Continue(tok, ReasonExternal, nil)
-	errIs(t, err, ErrTimedOut, "the earlier park stays timed out while the next one waits")
-	truth(t, tt.Expire(tok2))
+	assert.ErrorIs(t, err, ErrTimedOut, "the earlier park stays timed out while the next one waits")
+	assert.True(t, tt.Expire(tok2))
 	_, err = tt.Continue(tok2, ReasonExternal, nil)
-	errIs(t, err, ErrTimedOut, "expired: timed out")
+	assert.ErrorIs(t, err, ErrTimedOut, "expired: timed out")
 	_, err = tt.Continue(tok, ReasonExternal, nil)
-	errIs(t, err, ErrTimedOut, "the first park, after the end")
+	assert.ErrorIs(t, err, ErrTimedOut, "the first park, after the end")
 
 	// aborted (shutdown, control)
 	_, tok = park(sip.MESSAGE)
-	truth(t, tt.Abort(tok, 503, "Service Unavailable"))
+	assert.True(t, tt.Abort(tok, 503, "Service Unavailable"))
 	_, err = tt.Continue(tok, ReasonExternal, nil)
-	errIs(t, err, ErrEnded)
-	eq(t, "ended", RefusalReason(err))
+	assert.ErrorIs(t, err, ErrEnded)
+	assert.Equal(t, "ended", RefusalReason(err))
 
 	// a park number past the transaction's parks, and a park 17 back
 	tx, tok = park(sip.MESSAGE)
 	_, err = tt.Continue(Token{tok.Index, tok.Label, 2}, ReasonExternal, nil)
-	errIs(t, err, ErrUnknownToken)
-	eq(t, "unknown_token", RefusalReason(err))
+	assert.ErrorIs(t, err, ErrUnknownToken)
+	assert.Equal(t, "unknown_token", RefusalReason(err))
 	first := tok
 	for range 17 {
 		_, err = tt.Continue(tok, ReasonExternal, nil)
-		need(t, err)
+		require.NoError(t, err)
 		tok, err = tt.Suspend(tx, Suspension{})
-		need(t, err)
+		require.NoError(t, err)
 	}
 	_, err = tt.Continue(first, ReasonExternal, nil)
-	errIs(t, err, ErrAlreadyResumed, "beyond the 16 parks of history")
-	eq(t, "", RefusalReason(errors.New("other")))
+	assert.ErrorIs(t, err, ErrAlreadyResumed, "beyond the 16 parks of history")
+	assert.Equal(t, "", RefusalReason(errors.New("other")))
 }
 
 func TestParkLimit(t *testing.T) {
 	tt := New(Options{})
 	tx, err := tt.Add(newReq(sip.MESSAGE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	tx.parks = math.MaxUint32 - 1
 	tx.hist.n = tx.parks
 	tok, err := tt.Suspend(tx, Suspension{})
-	need(t, err)
-	eq(t, uint32(math.MaxUint32), tok.Park)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(math.MaxUint32), tok.Park)
 	_, err = tt.Continue(tok, ReasonExternal, nil)
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Suspend(tx, Suspension{})
-	errIs(t, err, ErrParkLimit, "the park number never wraps")
-	eq(t, Live, tx.State(), "the refused park leaves it to its route")
+	assert.ErrorIs(t, err, ErrParkLimit, "the park number never wraps")
+	assert.Equal(t, Live, tx.State(), "the refused park leaves it to its route")
 }
 
 func TestSlotReuseManyGenerations(t *testing.T) {
@@ -301,19 +303,19 @@ func TestSlotReuseManyGenerations(t *testing.T) {
 	var toks []Token
 	for range 10 {
 		tx, err := tt.Add(newReq(sip.OPTIONS), nil)
-		need(t, err)
+		require.NoError(t, err)
 		toks = append(toks, tx.Token())
 		tt.Finish(tx)
 	}
 	for i, tok := range toks {
-		eq(t, uint32(0), tok.Index, "one slot serves them all")
-		eq(t, uint32(i+1), tok.Label)
+		assert.Equal(t, uint32(0), tok.Index, "one slot serves them all")
+		assert.Equal(t, uint32(i+1), tok.Label)
 	}
 	cur, err := tt.Add(newReq(sip.OPTIONS), nil)
-	need(t, err)
+	require.NoError(t, err)
 	for _, tok := range toks {
 		_, err := tt.Get(tok)
-		errIs(t, err, ErrStale, "token %s", tok)
+		assert.ErrorIs(t, err, ErrStale, "token %s", tok)
 	}
 	tt.Finish(cur)
 }
@@ -322,129 +324,129 @@ func TestSuspendContinueTwice(t *testing.T) {
 	// Suspend → resume → suspend again on the same transaction (Kamailio #645).
 	tt := New(Options{})
 	tx, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	tx.SetAttr("caller", "alice")
 
 	for park := 1; park <= 3; park++ {
 		tok, err := tt.Suspend(tx, Suspension{Route: fmt.Sprintf("R%d", park), Kind: "route"})
-		need(t, err, "park %d", park)
-		eq(t, tx.Token(), tok.Tx(), "the transaction stays the same across parks")
-		eq(t, uint32(park), tok.Park, "each park has a token of its own")
-		eq(t, Suspended, tx.State())
-		eq(t, park, tx.Parks())
-		eq(t, fmt.Sprintf("R%d", park), tx.Suspension().Route)
-		eq(t, 1, tt.Stats().Parked)
+		require.NoError(t, err, "park %d", park)
+		assert.Equal(t, tx.Token(), tok.Tx(), "the transaction stays the same across parks")
+		assert.Equal(t, uint32(park), tok.Park, "each park has a token of its own")
+		assert.Equal(t, Suspended, tx.State())
+		assert.Equal(t, park, tx.Parks())
+		assert.Equal(t, fmt.Sprintf("R%d", park), tx.Suspension().Route)
+		assert.Equal(t, 1, tt.Stats().Parked)
 
 		got, err := tt.Continue(tok, ReasonTimer, nil)
-		need(t, err, "resume %d", park)
-		truth(t, got == tx)
-		eq(t, Live, tx.State())
-		eq(t, 0, tt.Stats().Parked)
+		require.NoError(t, err, "resume %d", park)
+		assert.True(t, got == tx)
+		assert.Equal(t, Live, tx.State())
+		assert.Equal(t, 0, tt.Stats().Parked)
 		v, ok := got.Attr("caller")
-		truth(t, ok && v == "alice", "attributes survive park %d", park)
+		assert.True(t, ok && v == "alice", "attributes survive park %d", park)
 		got.SetAttr(fmt.Sprintf("park%d", park), true)
 	}
 	st := tt.Stats()
-	eq(t, uint64(3), st.Suspends)
-	eq(t, uint64(3), st.Resumes)
-	eq(t, 1, st.Live)
-	eq(t, 0, st.Parked)
-	eq(t, 4, len(tx.Attrs()), "attributes set between parks accumulate")
+	assert.Equal(t, uint64(3), st.Suspends)
+	assert.Equal(t, uint64(3), st.Resumes)
+	assert.Equal(t, 1, st.Live)
+	assert.Equal(t, 0, st.Parked)
+	assert.Equal(t, 4, len(tx.Attrs()), "attributes set between parks accumulate")
 	tt.Finish(tx)
 	st = tt.Stats()
-	eq(t, 0, st.Live)
-	eq(t, 0, st.Parked)
+	assert.Equal(t, 0, st.Live)
+	assert.Equal(t, 0, st.Parked)
 }
 
 func TestContinueLiveTransaction(t *testing.T) {
 	tt := New(Options{})
 	tx, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Continue(tx.Token(), ReasonExternal, nil)
-	errIs(t, err, ErrUnknownToken, "a transaction's own token names no park")
+	assert.ErrorIs(t, err, ErrUnknownToken, "a transaction's own token names no park")
 	_, err = tt.Continue(Token{tx.Token().Index, tx.Token().Label, 1}, ReasonExternal, nil)
-	errIs(t, err, ErrUnknownToken, "a park not made yet")
-	eq(t, Live, tx.State())
-	eq(t, uint64(0), tt.Stats().Resumes)
+	assert.ErrorIs(t, err, ErrUnknownToken, "a park not made yet")
+	assert.Equal(t, Live, tx.State())
+	assert.Equal(t, uint64(0), tt.Stats().Resumes)
 }
 
 func TestDoubleContinue(t *testing.T) {
 	tt := New(Options{})
 	tx, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	tok, err := tt.Suspend(tx, Suspension{Route: "RESUME"})
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Continue(tok, ReasonTimer, nil)
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Continue(tok, ReasonTask, nil)
-	errIs(t, err, ErrAlreadyResumed, "a token resumes once")
+	assert.ErrorIs(t, err, ErrAlreadyResumed, "a token resumes once")
 	tok2, err := tt.Suspend(tx, Suspension{Route: "RESUME"})
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Continue(tok, ReasonExternal, nil)
-	errIs(t, err, ErrAlreadyResumed, "nor does it resume the next park")
-	eq(t, Suspended, tx.State())
+	assert.ErrorIs(t, err, ErrAlreadyResumed, "nor does it resume the next park")
+	assert.Equal(t, Suspended, tx.State())
 	_, err = tt.Continue(tok2, ReasonTimer, nil)
-	need(t, err)
+	require.NoError(t, err)
 	r, _ := tx.ResumeReason()
-	eq(t, ReasonTimer, r, "the refused resume changes nothing")
+	assert.Equal(t, ReasonTimer, r, "the refused resume changes nothing")
 	st := tt.Stats()
-	eq(t, uint64(2), st.Resumes)
-	eq(t, 0, st.Parked, "the parked count does not go below zero")
+	assert.Equal(t, uint64(2), st.Resumes)
+	assert.Equal(t, 0, st.Parked, "the parked count does not go below zero")
 }
 
 func TestSuspendNotLive(t *testing.T) {
 	tt := New(Options{})
 	tx, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Suspend(tx, Suspension{})
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Suspend(tx, Suspension{})
-	errIs(t, err, ErrNotLive, "a parked transaction cannot park again")
-	eq(t, 1, tx.Parks())
-	eq(t, 1, tt.Stats().Parked)
+	assert.ErrorIs(t, err, ErrNotLive, "a parked transaction cannot park again")
+	assert.Equal(t, 1, tx.Parks())
+	assert.Equal(t, 1, tt.Stats().Parked)
 
 	done, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	tt.Finish(done)
 	_, err = tt.Suspend(done, Suspension{})
-	errIs(t, err, ErrNotLive, "an ended transaction cannot park")
-	eq(t, 1, tt.Stats().Parked)
-	eq(t, uint64(1), tt.Stats().Suspends)
+	assert.ErrorIs(t, err, ErrNotLive, "an ended transaction cannot park")
+	assert.Equal(t, 1, tt.Stats().Parked)
+	assert.Equal(t, uint64(1), tt.Stats().Suspends)
 }
 
 func TestResumeReasonAndValue(t *testing.T) {
 	tt := New(Options{})
 	tx, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	r, v := tx.ResumeReason()
-	eq(t, ReasonNone, r, "a first run is not a resume")
-	eq[any](t, nil, v)
+	assert.Equal(t, ReasonNone, r, "a first run is not a resume")
+	assert.Equal(t, nil, v)
 
 	type payload struct{ N int }
 	tok, err := tt.Suspend(tx, Suspension{Value: payload{1}})
-	need(t, err)
-	eq[any](t, payload{1}, tx.Suspension().Value)
+	require.NoError(t, err)
+	assert.Equal(t, payload{1}, tx.Suspension().Value)
 	_, err = tt.Continue(tok, ReasonTimer, nil)
-	need(t, err)
+	require.NoError(t, err)
 	r, v = tx.ResumeReason()
-	eq(t, ReasonTimer, r)
-	eq[any](t, payload{1}, v, "no value at resume: the suspension's value")
+	assert.Equal(t, ReasonTimer, r)
+	assert.Equal(t, payload{1}, v, "no value at resume: the suspension's value")
 
 	tok, err = tt.Suspend(tx, Suspension{Value: payload{2}})
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Continue(tok, ReasonExternal, "from-outside")
-	need(t, err)
+	require.NoError(t, err)
 	r, v = tx.ResumeReason()
-	eq(t, ReasonExternal, r)
-	eq[any](t, "from-outside", v, "a value given at resume wins")
+	assert.Equal(t, ReasonExternal, r)
+	assert.Equal(t, "from-outside", v, "a value given at resume wins")
 
 	tok, err = tt.Suspend(tx, Suspension{})
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Continue(tok, ReasonTask, nil)
-	need(t, err)
+	require.NoError(t, err)
 	r, v = tx.ResumeReason()
-	eq(t, ReasonTask, r)
-	eq[any](t, nil, v, "the value of an earlier park does not leak into a later one")
+	assert.Equal(t, ReasonTask, r)
+	assert.Equal(t, nil, v, "the value of an earlier park does not leak into a later one")
 }
 
 func TestMaxParked(t *testing.T) {
@@ -452,26 +454,26 @@ func TestMaxParked(t *testing.T) {
 	var txs []*Tx
 	for range 3 {
 		tx, err := tt.Add(newReq(sip.INVITE), nil)
-		need(t, err)
+		require.NoError(t, err)
 		txs = append(txs, tx)
 	}
 	tok0, err := tt.Suspend(txs[0], Suspension{})
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Suspend(txs[1], Suspension{})
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Suspend(txs[2], Suspension{})
-	errIs(t, err, ErrTooMany)
-	eq(t, Live, txs[2].State(), "the refused transaction stays live for its route to answer")
-	eq(t, 0, txs[2].Parks())
+	assert.ErrorIs(t, err, ErrTooMany)
+	assert.Equal(t, Live, txs[2].State(), "the refused transaction stays live for its route to answer")
+	assert.Equal(t, 0, txs[2].Parks())
 	st := tt.Stats()
-	eq(t, uint64(1), st.Rejected)
-	eq(t, 2, st.Parked)
-	eq(t, uint64(2), st.Suspends)
+	assert.Equal(t, uint64(1), st.Rejected)
+	assert.Equal(t, 2, st.Parked)
+	assert.Equal(t, uint64(2), st.Suspends)
 
 	_, err = tt.Continue(tok0, ReasonTimer, nil)
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Suspend(txs[2], Suspension{})
-	noErr(t, err, "room again after a resume")
+	assert.NoError(t, err, "room again after a resume")
 }
 
 func TestMaxLive(t *testing.T) {
@@ -479,40 +481,40 @@ func TestMaxLive(t *testing.T) {
 	var txs []*Tx
 	for range 3 {
 		tx, err := tt.Add(newReq(sip.INVITE), nil)
-		need(t, err)
+		require.NoError(t, err)
 		txs = append(txs, tx)
 	}
 	_, err := tt.Suspend(txs[0], Suspension{})
-	need(t, err)
+	require.NoError(t, err)
 	tx, err := tt.Add(newReq(sip.INVITE), nil)
-	errIs(t, err, ErrTableFull, "suspended transactions count against MaxLive")
-	truth(t, tx == nil)
+	assert.ErrorIs(t, err, ErrTableFull, "suspended transactions count against MaxLive")
+	assert.True(t, tx == nil)
 	st := tt.Stats()
-	eq(t, uint64(1), st.Rejected)
-	eq(t, 3, st.Live)
-	eq(t, uint64(3), st.Created)
+	assert.Equal(t, uint64(1), st.Rejected)
+	assert.Equal(t, 3, st.Live)
+	assert.Equal(t, uint64(3), st.Created)
 
 	tt.Finish(txs[1])
 	_, err = tt.Add(newReq(sip.INVITE), nil)
-	noErr(t, err, "room again after Finish")
-	truth(t, tt.Expire(txs[0].Token()))
+	assert.NoError(t, err, "room again after Finish")
+	assert.True(t, tt.Expire(txs[0].Token()))
 	_, err = tt.Add(newReq(sip.INVITE), nil)
-	noErr(t, err, "room again after Expire")
+	assert.NoError(t, err, "room again after Expire")
 }
 
 func TestMaxParkedDefaultsAndClamp(t *testing.T) {
 	tt := New(Options{MaxLive: 2, MaxParked: 10})
 	for range 2 {
 		tx, err := tt.Add(newReq(sip.INVITE), nil)
-		need(t, err)
+		require.NoError(t, err)
 		_, err = tt.Suspend(tx, Suspension{})
-		need(t, err)
+		require.NoError(t, err)
 	}
 	_, err := tt.Add(newReq(sip.INVITE), nil)
-	errIs(t, err, ErrTableFull)
+	assert.ErrorIs(t, err, ErrTableFull)
 	def := New(Options{}).SuspendTimeout()
-	truth(t, def > 100*time.Second, "the default suspend timeout (%s) outlasts the longest timed park (100s)", def)
-	eq(t, 3*time.Second, New(Options{SuspendTimeout: 3 * time.Second}).SuspendTimeout())
+	assert.True(t, def > 100*time.Second, "the default suspend timeout (%s) outlasts the longest timed park (100s)", def)
+	assert.Equal(t, 3*time.Second, New(Options{SuspendTimeout: 3 * time.Second}).SuspendTimeout())
 }
 
 func TestSuspensionDeadline(t *testing.T) {
@@ -521,36 +523,36 @@ func TestSuspensionDeadline(t *testing.T) {
 	mock.Set(start)
 	tt := New(Options{Clock: mock, SuspendTimeout: 5 * time.Second})
 	tx, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 
 	mock.Add(1500 * time.Millisecond)
 	tok, err := tt.Suspend(tx, Suspension{Route: "RESUME", Kind: "ms_route", Timeout: 250 * time.Millisecond})
-	need(t, err)
+	require.NoError(t, err)
 	s := tx.Suspension()
-	eq(t, start.Add(1500*time.Millisecond), s.Since, "Since is the mock clock's now")
-	eq(t, s.Since.Add(250*time.Millisecond), s.Deadline, "Deadline = Since + Timeout")
-	eq(t, 250*time.Millisecond, s.Timeout)
-	eq(t, "RESUME", s.Route)
-	eq(t, "ms_route", s.Kind)
+	assert.Equal(t, start.Add(1500*time.Millisecond), s.Since, "Since is the mock clock's now")
+	assert.Equal(t, s.Since.Add(250*time.Millisecond), s.Deadline, "Deadline = Since + Timeout")
+	assert.Equal(t, 250*time.Millisecond, s.Timeout)
+	assert.Equal(t, "RESUME", s.Route)
+	assert.Equal(t, "ms_route", s.Kind)
 
 	_, err = tt.Continue(tok, ReasonTimer, nil)
-	need(t, err)
+	require.NoError(t, err)
 	mock.Add(time.Minute)
 	_, err = tt.Suspend(tx, Suspension{Route: "AGAIN"})
-	need(t, err)
+	require.NoError(t, err)
 	s = tx.Suspension()
-	eq(t, start.Add(1500*time.Millisecond+time.Minute), s.Since)
-	eq(t, 5*time.Second, s.Timeout, "Timeout 0 takes the table's SuspendTimeout")
-	eq(t, s.Since.Add(5*time.Second), s.Deadline)
+	assert.Equal(t, start.Add(1500*time.Millisecond+time.Minute), s.Since)
+	assert.Equal(t, 5*time.Second, s.Timeout, "Timeout 0 takes the table's SuspendTimeout")
+	assert.Equal(t, s.Since.Add(5*time.Second), s.Deadline)
 
 	tt2 := New(Options{Clock: mock})
 	tx2, err := tt2.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt2.Suspend(tx2, Suspension{Timeout: -time.Second})
-	need(t, err)
+	require.NoError(t, err)
 	def := tt2.SuspendTimeout()
-	eq(t, def, tx2.Suspension().Timeout, "a negative timeout takes the table's default")
-	eq(t, mock.Now().Add(def), tx2.Suspension().Deadline)
+	assert.Equal(t, def, tx2.Suspension().Timeout, "a negative timeout takes the table's default")
+	assert.Equal(t, mock.Now().Add(def), tx2.Suspension().Deadline)
 }
 
 func TestExpire(t *testing.T) {
@@ -559,26 +561,26 @@ func TestExpire(t *testing.T) {
 			var ev events
 			tt := New(Options{OnChange: ev.on})
 			tx, err := tt.Add(newReq(m), nil)
-			need(t, err)
+			require.NoError(t, err)
 			tok, err := tt.Suspend(tx, Suspension{})
-			need(t, err)
+			require.NoError(t, err)
 
-			truth(t, tt.Expire(tok), "a suspended transaction expires")
-			truth(t, !tt.Expire(tok), "and only once")
-			eq(t, Done, tx.State())
+			assert.True(t, tt.Expire(tok), "a suspended transaction expires")
+			assert.True(t, !tt.Expire(tok), "and only once")
+			assert.Equal(t, Done, tx.State())
 			st := tt.Stats()
-			eq(t, 0, st.Live, "the slot is freed")
-			eq(t, 0, st.Parked)
-			eq(t, uint64(1), st.Expired)
+			assert.Equal(t, 0, st.Live, "the slot is freed")
+			assert.Equal(t, 0, st.Parked)
+			assert.Equal(t, uint64(1), st.Expired)
 			_, err = tt.Get(tok)
-			errIs(t, err, ErrTimedOut)
+			assert.ErrorIs(t, err, ErrTimedOut)
 			_, err = tt.Continue(tok, ReasonTimer, nil)
-			errIs(t, err, ErrTimedOut, "the pending resume after expiry is refused, as timed out")
-			eq(t, []Event{EvSuspended, EvExpired}, ev.of(tok))
+			assert.ErrorIs(t, err, ErrTimedOut, "the pending resume after expiry is refused, as timed out")
+			assert.Equal(t, []Event{EvSuspended, EvExpired}, ev.of(tok))
 
 			next, err := tt.Add(newReq(m), nil)
-			need(t, err)
-			truth(t, tok.Index != next.Token().Index, "the slot is remembered, not taken again at once")
+			require.NoError(t, err)
+			assert.True(t, tok.Index != next.Token().Index, "the slot is remembered, not taken again at once")
 		})
 	}
 }
@@ -586,44 +588,44 @@ func TestExpire(t *testing.T) {
 func TestExpireNotSuspended(t *testing.T) {
 	tt := New(Options{})
 	tx, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
-	truth(t, !tt.Expire(tx.Token()), "a live transaction does not expire")
+	require.NoError(t, err)
+	assert.True(t, !tt.Expire(tx.Token()), "a live transaction does not expire")
 
 	tok, err := tt.Suspend(tx, Suspension{})
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Continue(tok, ReasonTimer, nil)
-	need(t, err)
-	truth(t, !tt.Expire(tok), "a resumed transaction does not expire")
-	eq(t, Live, tx.State())
+	require.NoError(t, err)
+	assert.True(t, !tt.Expire(tok), "a resumed transaction does not expire")
+	assert.Equal(t, Live, tx.State())
 	st := tt.Stats()
-	eq(t, uint64(0), st.Expired)
-	eq(t, 1, st.Live)
-	truth(t, !tt.Expire(Token{99, 1, 1}), "an unknown token does not expire")
+	assert.Equal(t, uint64(0), st.Expired)
+	assert.Equal(t, 1, st.Live)
+	assert.True(t, !tt.Expire(Token{99, 1, 1}), "an unknown token does not expire")
 }
 
 func TestAbort(t *testing.T) {
 	var ev events
 	tt := New(Options{OnChange: ev.on})
 	live, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	parked, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	tok, err := tt.Suspend(parked, Suspension{})
-	need(t, err)
+	require.NoError(t, err)
 
-	truth(t, !tt.Abort(live.Token(), 503, "Service Unavailable"), "a live transaction is its route's")
-	eq(t, Live, live.State())
-	truth(t, tt.Abort(tok, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5")))
-	truth(t, !tt.Abort(tok, 503, "Service Unavailable"), "only once")
-	eq(t, Done, parked.State())
-	eq(t, []Event{EvSuspended, EvEnded}, ev.of(tok))
+	assert.True(t, !tt.Abort(live.Token(), 503, "Service Unavailable"), "a live transaction is its route's")
+	assert.Equal(t, Live, live.State())
+	assert.True(t, tt.Abort(tok, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5")))
+	assert.True(t, !tt.Abort(tok, 503, "Service Unavailable"), "only once")
+	assert.Equal(t, Done, parked.State())
+	assert.Equal(t, []Event{EvSuspended, EvEnded}, ev.of(tok))
 	st := tt.Stats()
-	eq(t, 1, st.Live)
-	eq(t, 0, st.Parked)
-	eq(t, uint64(0), st.Expired, "an abort is not an expiry")
+	assert.Equal(t, 1, st.Live)
+	assert.Equal(t, 0, st.Parked)
+	assert.Equal(t, uint64(0), st.Expired, "an abort is not an expiry")
 	_, err = tt.Continue(tok, ReasonTimer, nil)
-	errIs(t, err, ErrEnded)
-	truth(t, errors.Is(err, ErrEnded) && !errors.Is(err, ErrTimedOut) && !errors.Is(err, ErrCanceled), "answered while parked: ended, nothing more")
+	assert.ErrorIs(t, err, ErrEnded)
+	assert.True(t, errors.Is(err, ErrEnded) && !errors.Is(err, ErrTimedOut) && !errors.Is(err, ErrCanceled), "answered while parked: ended, nothing more")
 }
 
 func TestOnChangeEvents(t *testing.T) {
@@ -631,38 +633,38 @@ func TestOnChangeEvents(t *testing.T) {
 	tt := New(Options{OnChange: ev.on})
 
 	a, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	tokA, err := tt.Suspend(a, Suspension{})
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Continue(tokA, ReasonTimer, nil)
-	need(t, err)
+	require.NoError(t, err)
 	tokA2, err := tt.Suspend(a, Suspension{})
-	need(t, err)
-	truth(t, !tt.Expire(tokA), "the first park's token does not expire the second")
-	truth(t, tt.Expire(tokA2))
+	require.NoError(t, err)
+	assert.True(t, !tt.Expire(tokA), "the first park's token does not expire the second")
+	assert.True(t, tt.Expire(tokA2))
 
 	b, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	tokB, err := tt.Suspend(b, Suspension{})
-	need(t, err)
+	require.NoError(t, err)
 	_, err = tt.Continue(tokB, ReasonTask, nil)
-	need(t, err)
+	require.NoError(t, err)
 	tt.Finish(b)
 	tt.Finish(b)
 
 	c, err := tt.Add(newReq(sip.OPTIONS), nil)
-	need(t, err)
+	require.NoError(t, err)
 	tt.Finish(c)
 
-	eq(t, []Event{EvSuspended, EvResumed, EvSuspended, EvExpired}, ev.of(tokA))
-	eq(t, []Event{EvSuspended, EvResumed, EvEnded}, ev.of(tokB), "Finish twice reports one end")
-	eq(t, []Event{EvEnded}, ev.of(c.Token()))
-	eq(t, 8, len(ev.log), "no other events")
+	assert.Equal(t, []Event{EvSuspended, EvResumed, EvSuspended, EvExpired}, ev.of(tokA))
+	assert.Equal(t, []Event{EvSuspended, EvResumed, EvEnded}, ev.of(tokB), "Finish twice reports one end")
+	assert.Equal(t, []Event{EvEnded}, ev.of(c.Token()))
+	assert.Equal(t, 8, len(ev.log), "no other events")
 
 	// Refused operations report nothing.
 	_, _ = tt.Continue(tokA, ReasonTimer, nil)
 	tt.Expire(tokB)
-	eq(t, 8, len(ev.log))
+	assert.Equal(t, 8, len(ev.log))
 }
 
 func TestOnChangeRunsWithoutLocks(t *testing.T) {
@@ -677,24 +679,24 @@ func TestOnChangeRunsWithoutLocks(t *testing.T) {
 	}})
 	within(t, "table operations with a re-entrant OnChange", func() {
 		tx, err := tt.Add(newReq(sip.INVITE), nil)
-		need(t, err)
+		require.NoError(t, err)
 		tok, err := tt.Suspend(tx, Suspension{})
-		need(t, err)
+		require.NoError(t, err)
 		_, err = tt.Continue(tok, ReasonTimer, nil)
-		need(t, err)
+		require.NoError(t, err)
 		tok, err = tt.Suspend(tx, Suspension{})
-		need(t, err)
+		require.NoError(t, err)
 		tt.Abort(tok, 503, "Service Unavailable")
 		tx2, err := tt.Add(newReq(sip.INVITE), nil)
-		need(t, err)
+		require.NoError(t, err)
 		tok2, err := tt.Suspend(tx2, Suspension{})
-		need(t, err)
+		require.NoError(t, err)
 		tt.Expire(tok2)
 		tx3, err := tt.Add(newReq(sip.INVITE), nil)
-		need(t, err)
+		require.NoError(t, err)
 		tt.Finish(tx3)
 	})
-	eq(t, []string{
+	assert.Equal(t, []string{
 		"suspended:suspended:parked=1", "resumed:live:parked=0",
 		"suspended:suspended:parked=1", "ended:done:parked=0",
 		"suspended:suspended:parked=1", "expired:done:parked=0",
@@ -705,51 +707,51 @@ func TestOnChangeRunsWithoutLocks(t *testing.T) {
 func TestFinish(t *testing.T) {
 	tt := New(Options{})
 	a, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	tt.Finish(a)
 	tt.Finish(a)
-	eq(t, 0, tt.Stats().Live, "Finish twice frees once")
+	assert.Equal(t, 0, tt.Stats().Live, "Finish twice frees once")
 
 	b, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
-	eq(t, a.Token().Index, b.Token().Index)
+	require.NoError(t, err)
+	assert.Equal(t, a.Token().Index, b.Token().Index)
 	tt.Finish(a) // a late Finish of the old transaction must not free b's slot
 	got, err := tt.Get(b.Token())
-	need(t, err, "b survives a late Finish of the slot's previous transaction")
-	truth(t, got == b)
-	eq(t, 1, tt.Stats().Live)
+	require.NoError(t, err, "b survives a late Finish of the slot's previous transaction")
+	assert.True(t, got == b)
+	assert.Equal(t, 1, tt.Stats().Live)
 
 	c, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
-	eq(t, b.Token().Index+1, c.Token().Index, "b's slot was not handed out again")
+	require.NoError(t, err)
+	assert.Equal(t, b.Token().Index+1, c.Token().Index, "b's slot was not handed out again")
 
 	tok, err := tt.Suspend(b, Suspension{})
-	need(t, err)
+	require.NoError(t, err)
 	tt.Finish(b)
-	eq(t, Suspended, b.State(), "Finish leaves a parked transaction to the engine")
-	eq(t, 1, tt.Stats().Parked)
+	assert.Equal(t, Suspended, b.State(), "Finish leaves a parked transaction to the engine")
+	assert.Equal(t, 1, tt.Stats().Parked)
 	_, err = tt.Continue(tok, ReasonTimer, nil)
-	need(t, err)
+	require.NoError(t, err)
 	tt.Finish(b)
 	tt.Finish(c)
 	st := tt.Stats()
-	eq(t, 0, st.Live)
-	eq(t, 0, st.Parked)
+	assert.Equal(t, 0, st.Live)
+	assert.Equal(t, 0, st.Parked)
 }
 
 func TestFinishAfterExpire(t *testing.T) {
 	tt := New(Options{})
 	a, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	tok, err := tt.Suspend(a, Suspension{})
-	need(t, err)
-	truth(t, tt.Expire(tok))
+	require.NoError(t, err)
+	assert.True(t, tt.Expire(tok))
 	b, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	tt.Finish(a)
 	_, err = tt.Get(b.Token())
-	noErr(t, err, "a Finish after Expire does not touch the slot's new owner")
-	eq(t, 1, tt.Stats().Live)
+	assert.NoError(t, err, "a Finish after Expire does not touch the slot's new owner")
+	assert.Equal(t, 1, tt.Stats().Live)
 }
 
 func TestParkedLists(t *testing.T) {
@@ -757,60 +759,60 @@ func TestParkedLists(t *testing.T) {
 	var txs []*Tx
 	for range 5 {
 		tx, err := tt.Add(newReq(sip.INVITE), nil)
-		need(t, err)
+		require.NoError(t, err)
 		txs = append(txs, tx)
 	}
-	eq(t, 0, len(tt.ParkedTokens()))
-	eq(t, 0, len(tt.Parked()))
+	assert.Equal(t, 0, len(tt.ParkedTokens()))
+	assert.Equal(t, 0, len(tt.Parked()))
 	for _, i := range []int{1, 3, 4} {
 		_, err := tt.Suspend(txs[i], Suspension{})
-		need(t, err)
+		require.NoError(t, err)
 	}
-	eq(t, []Token{txs[1].ParkToken(), txs[3].ParkToken(), txs[4].ParkToken()}, tt.ParkedTokens())
-	eq(t, uint32(1), txs[1].ParkToken().Park)
+	assert.Equal(t, []Token{txs[1].ParkToken(), txs[3].ParkToken(), txs[4].ParkToken()}, tt.ParkedTokens())
+	assert.Equal(t, uint32(1), txs[1].ParkToken().Park)
 	parked := tt.Parked()
-	eq(t, 3, len(parked))
+	assert.Equal(t, 3, len(parked))
 	for i, tx := range parked {
-		truth(t, tx == txs[[]int{1, 3, 4}[i]], "Parked()[%d]", i)
+		assert.True(t, tx == txs[[]int{1, 3, 4}[i]], "Parked()[%d]", i)
 	}
 
 	_, err := tt.Continue(txs[1].ParkToken(), ReasonTimer, nil)
-	need(t, err)
-	truth(t, tt.Expire(txs[4].Token()), "a transaction token expires whichever park is current")
-	eq(t, []Token{txs[3].ParkToken()}, tt.ParkedTokens(), "resumed and expired ones are gone")
+	require.NoError(t, err)
+	assert.True(t, tt.Expire(txs[4].Token()), "a transaction token expires whichever park is current")
+	assert.Equal(t, []Token{txs[3].ParkToken()}, tt.ParkedTokens(), "resumed and expired ones are gone")
 	tt.Finish(txs[0])
-	eq(t, []Token{txs[3].ParkToken()}, tt.ParkedTokens())
+	assert.Equal(t, []Token{txs[3].ParkToken()}, tt.ParkedTokens())
 }
 
 func TestAttrs(t *testing.T) {
 	tt := New(Options{})
 	tx, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
+	require.NoError(t, err)
 	_, ok := tx.Attr("x")
-	truth(t, !ok)
+	assert.True(t, !ok)
 	tx.DelAttr("x") // on a nil map: harmless
 	tx.SetAttr("x", 1)
 	tx.SetAttr("y", "two")
 	all := tx.Attrs()
-	eq(t, map[string]any{"x": 1, "y": "two"}, all)
+	assert.Equal(t, map[string]any{"x": 1, "y": "two"}, all)
 	all["z"] = 3
 	_, ok = tx.Attr("z")
-	truth(t, !ok, "Attrs returns a copy")
+	assert.True(t, !ok, "Attrs returns a copy")
 	tx.DelAttr("x")
 	_, ok = tx.Attr("x")
-	truth(t, !ok)
-	eq(t, map[string]any{"y": "two"}, tx.Attrs())
+	assert.True(t, !ok)
+	assert.Equal(t, map[string]any{"y": "two"}, tx.Attrs())
 }
 
 func TestRespondWithoutServerTx(t *testing.T) {
 	tt := New(Options{})
 	tx, err := tt.Add(newReq(sip.INVITE), nil)
-	need(t, err)
-	errIs(t, tx.Reply(200, "OK", nil), ErrNoServerTx)
-	truth(t, !tx.FinalSent(), "nothing was sent")
-	truth(t, !tx.Canceled())
+	require.NoError(t, err)
+	assert.ErrorIs(t, tx.Reply(200, "OK", nil), ErrNoServerTx)
+	assert.True(t, !tx.FinalSent(), "nothing was sent")
+	assert.True(t, !tx.Canceled())
 	_, err = tt.Suspend(tx, Suspension{})
-	noErr(t, err, "a failed reply does not block a park")
+	assert.NoError(t, err, "a failed reply does not block a park")
 }
 
 func TestConcurrentAddSuspendContinueFinish(t *testing.T) {
@@ -894,14 +896,14 @@ func TestConcurrentAddSuspendContinueFinish(t *testing.T) {
 
 	const n = workers * perWorker
 	st := tt.Stats()
-	eq(t, 0, st.Live)
-	eq(t, 0, st.Parked)
-	eq(t, uint64(n), st.Created)
-	eq(t, uint64(2*n), st.Suspends)
-	eq(t, uint64(2*n), st.Resumes)
-	eq(t, int64(2*n), resumed.Load())
-	eq(t, int64(n), ended.Load())
-	eq(t, 0, len(tt.ParkedTokens()))
+	assert.Equal(t, 0, st.Live)
+	assert.Equal(t, 0, st.Parked)
+	assert.Equal(t, uint64(n), st.Created)
+	assert.Equal(t, uint64(2*n), st.Suspends)
+	assert.Equal(t, uint64(2*n), st.Resumes)
+	assert.Equal(t, int64(2*n), resumed.Load())
+	assert.Equal(t, int64(n), ended.Load())
+	assert.Equal(t, 0, len(tt.ParkedTokens()))
 }
 
 func TestExpireContinueRace(t *testing.T) {
@@ -910,9 +912,9 @@ func TestExpireContinueRace(t *testing.T) {
 	var expiredWins, continueWins int
 	for range rounds {
 		tx, err := tt.Add(newReq(sip.INVITE), nil)
-		need(t, err)
+		require.NoError(t, err)
 		tok, err := tt.Suspend(tx, Suspension{})
-		need(t, err)
+		require.NoError(t, err)
 
 		start := make(chan struct{})
 		var wg sync.WaitGroup
@@ -929,20 +931,20 @@ func TestExpireContinueRace(t *testing.T) {
 		}
 		if expired {
 			expiredWins++
-			eq(t, Done, tx.State())
+			assert.Equal(t, Done, tx.State())
 		} else {
 			continueWins++
-			truth(t, resumed == tx)
-			eq(t, Live, tx.State())
+			assert.True(t, resumed == tx)
+			assert.Equal(t, Live, tx.State())
 			tt.Finish(tx)
 		}
 	}
 	st := tt.Stats()
-	eq(t, 0, st.Live)
-	eq(t, 0, st.Parked)
-	eq(t, uint64(rounds), st.Expired+st.Resumes)
-	eq(t, uint64(expiredWins), st.Expired)
-	eq(t, uint64(continueWins), st.Resumes)
+	assert.Equal(t, 0, st.Live)
+	assert.Equal(t, 0, st.Parked)
+	assert.Equal(t, uint64(rounds), st.Expired+st.Resumes)
+	assert.Equal(t, uint64(expiredWins), st.Expired)
+	assert.Equal(t, uint64(continueWins), st.Resumes)
 }
 
 func TestAbortContinueRace(t *testing.T) {
@@ -950,9 +952,9 @@ func TestAbortContinueRace(t *testing.T) {
 	tt := New(Options{})
 	for range rounds {
 		tx, err := tt.Add(newReq(sip.MESSAGE), nil)
-		need(t, err)
+		require.NoError(t, err)
 		tok, err := tt.Suspend(tx, Suspension{})
-		need(t, err)
+		require.NoError(t, err)
 		var wg sync.WaitGroup
 		var aborted bool
 		var cerr error
@@ -967,6 +969,6 @@ func TestAbortContinueRace(t *testing.T) {
 		}
 	}
 	st := tt.Stats()
-	eq(t, 0, st.Live)
-	eq(t, 0, st.Parked)
+	assert.Equal(t, 0, st.Live)
+	assert.Equal(t, 0, st.Parked)
 }
