@@ -9,6 +9,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipasync/sipasync/async"
+	"github.com/sipasync/sipasync/internal/siptest"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/transaction"
 )
@@ -45,8 +46,8 @@ func BenchmarkExternalResume(b *testing.B) {
 				wg.Done()
 				return c.Reply(200, "OK")
 			})
-			w := &wire{counting: true}
-			req := parseReq(b, "MESSAGE")
+			w := &siptest.Wire{Counting: true}
+			req := siptest.Request(b, "MESSAGE")
 			key, err := sip.ServerTxKeyMake(req)
 			if err != nil {
 				b.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sipasync/sipasync/async"
+	"github.com/sipasync/sipasync/internal/siptest"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/transaction"
 )
@@ -36,12 +37,12 @@ func TestParkNumberBeyondUint16(t *testing.T) {
 	require.Equal(t, "AGAIN", h.next().name)
 	require.Equal(t, 65537, tx.Parks())
 	require.Equal(t, 1, h.advance(10*time.Millisecond))
-	eventually(t, "the timer of park 65,537 is handled", func() bool {
+	siptest.Eventually(t, "the timer of park 65,537 is handled", func() bool {
 		return h.r.count("LAST") == 1 || h.e.Stats().ResumeRefused > 0
 	})
 	require.Zero(t, h.e.Stats().ResumeRefused, "the due timer of the current park is refused")
 	require.Equal(t, "LAST", h.next().name)
-	require.Equal(t, []int{200}, w.codes())
+	require.Equal(t, []int{200}, w.Codes())
 }
 
 // Engine.Resume once waited for the resumed route to run on the module
@@ -64,10 +65,10 @@ func TestResumeFromModuleWorker(t *testing.T) {
 	select {
 	case err := <-done:
 		require.NoError(t, err)
-	case <-time.After(waitFor):
+	case <-time.After(siptest.WaitFor):
 		t.Fatal("Engine.Resume called from route[A] on the module worker never returned")
 	}
-	eventually(t, "B answered", func() bool { return len(wB.codes()) == 1 })
+	siptest.Eventually(t, "B answered", func() bool { return len(wB.Codes()) == 1 })
 }
 
 // A token names one park: a duplicate delivery of an external callback

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sipasync/sipasync/async"
 	"github.com/sipasync/sipasync/eventbus"
+	"github.com/sipasync/sipasync/internal/siptest"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/transaction"
 )
@@ -35,7 +36,7 @@ func TestParkTimeoutRunsTimeoutRoute(t *testing.T) {
 	require.Equal(t, routes.KindNamed, r.kind)
 	require.Equal(t, transaction.ReasonTimeout, r.reason)
 	require.Equal(t, "lookup", r.value, "the park's value is there at the timeout")
-	require.Equal(t, []int{100, 504}, w.codes(), "the timeout route's answer, not the table's 408")
+	require.Equal(t, []int{100, 504}, w.Codes(), "the timeout route's answer, not the table's 408")
 
 	err = h.e.Resume(tok, "the answer, too late")
 	require.ErrorIs(t, err, transaction.ErrTimedOut, "a resume after the timeout is refused as timed out")
@@ -55,9 +56,9 @@ func TestParkTimeoutWithoutRouteAnswersAtItsTimeout(t *testing.T) {
 			tok, err := async.Suspend(c, "R", nil, async.Timeout(300*time.Millisecond))
 			require.NoError(t, err)
 			require.Equal(t, 1, h.advance(300*time.Millisecond), "due at 300 ms, not at the suspend timeout")
-			eventually(t, "the table answers", func() bool { return len(w.codes()) == len(want) })
+			siptest.Eventually(t, "the table answers", func() bool { return len(w.Codes()) == len(want) })
 			require.Equal(t, transaction.Done, tx.State())
-			require.Equal(t, want, w.codes())
+			require.Equal(t, want, w.Codes())
 			require.ErrorIs(t, h.e.Resume(tok, nil), transaction.ErrTimedOut, "after the table's answer: timed out")
 			h.noRun()
 		})
@@ -83,7 +84,7 @@ func TestTimeoutRouteMayParkAgain(t *testing.T) {
 	require.ErrorIs(t, h.e.Resume(tok1, nil), transaction.ErrTimedOut, "the first park timed out")
 	require.NoError(t, h.e.Resume(tok2, nil), "the second park waits for its own token")
 	require.Equal(t, "R", h.next().name)
-	require.Equal(t, []int{200}, w.codes())
+	require.Equal(t, []int{200}, w.Codes())
 }
 
 func TestSuspendOptionsAreChecked(t *testing.T) {
@@ -129,7 +130,7 @@ func TestContinueIntoRouteChosenAtResume(t *testing.T) {
 	require.Equal(t, "OTHER", r.name, "t_continue runs the route named at resume time")
 	require.Equal(t, transaction.ReasonExternal, r.reason)
 	require.Equal(t, "v", r.value)
-	require.Equal(t, []int{302}, w.codes())
+	require.Equal(t, []int{302}, w.Codes())
 	require.ErrorIs(t, h.e.Continue(tok, "OTHER", nil), transaction.ErrAlreadyResumed)
 }
 
@@ -149,8 +150,8 @@ func TestContinueReplacesASleepContinuation(t *testing.T) {
 
 func TestResumeNeverWaitsForTheRoute(t *testing.T) {
 	h := newHarness(t, opts{moduleWorkers: 1})
-	g := newGate(t)
-	h.route("SLOW", func(c *routes.Context) error { g.wait(); return c.Reply(200, "OK") })
+	g := siptest.NewGate(t)
+	h.route("SLOW", func(c *routes.Context) error { g.Wait(); return c.Reply(200, "OK") })
 	_, c, w := h.request("MESSAGE")
 	tok, err := async.Suspend(c, "SLOW", nil)
 	require.NoError(t, err)
@@ -159,22 +160,22 @@ func TestResumeNeverWaitsForTheRoute(t *testing.T) {
 	select {
 	case err := <-done:
 		require.NoError(t, err, "queued")
-	case <-time.After(waitFor):
+	case <-time.After(siptest.WaitFor):
 		t.Fatal("Resume waited for the route to run")
 	}
-	require.False(t, g.isOpen(), "it returned while the route is still blocked")
-	g.open()
+	require.False(t, g.IsOpen(), "it returned while the route is still blocked")
+	g.Open()
 	require.Equal(t, "SLOW", h.next().name)
-	require.Equal(t, []int{200}, w.codes())
+	require.Equal(t, []int{200}, w.Codes())
 }
 
 func TestResumeWithModuleQueueFullAnswers503(t *testing.T) {
 	h := newHarness(t, opts{moduleWorkers: 1})
 	h.route("R", replyOK)
-	g := newGate(t)
+	g := siptest.NewGate(t)
 	mod := h.group(async.ModuleGroup)
 	busy(t, mod, g)
-	for mod.Submit(g.wait) == nil { // fill the queue behind the busy worker
+	for mod.Submit(g.Wait) == nil { // fill the queue behind the busy worker
 	}
 	tx, c, w := h.request("MESSAGE")
 	tok, err := async.Suspend(c, "R", nil)
@@ -184,11 +185,11 @@ func TestResumeWithModuleQueueFullAnswers503(t *testing.T) {
 	require.ErrorIs(t, err, async.ErrResumeFailed)
 	require.ErrorIs(t, err, async.ErrResumeAnswered, "the caller is told the call was answered")
 	require.Equal(t, transaction.Done, tx.State(), "not left parked until its deadline")
-	require.Equal(t, []int{503}, w.codes())
-	require.Equal(t, "1", w.last().GetHeader("Retry-After").Value())
+	require.Equal(t, []int{503}, w.Codes())
+	require.Equal(t, "1", w.Last().GetHeader("Retry-After").Value())
 	require.Equal(t, uint64(1), h.e.Stats().ResumeRejected)
 	require.ErrorIs(t, h.e.Resume(tok, nil), transaction.ErrAlreadyResumed, "the park was taken")
-	g.open()
+	g.Open()
 }
 
 func TestResumeFromATaskWorker(t *testing.T) {
@@ -207,12 +208,12 @@ func TestResumeFromATaskWorker(t *testing.T) {
 	select {
 	case err := <-done:
 		require.NoError(t, err)
-	case <-time.After(waitFor):
+	case <-time.After(siptest.WaitFor):
 		t.Fatal("Resume from a task worker never returned")
 	}
 	for r := h.next(); r.name != "B"; r = h.next() {
 	}
-	require.Equal(t, []int{200}, wB.codes())
+	require.Equal(t, []int{200}, wB.Codes())
 }
 
 func TestFailureRouteParkHoldsTheResponse(t *testing.T) {
@@ -229,7 +230,7 @@ func TestFailureRouteParkHoldsTheResponse(t *testing.T) {
 		Tx: tx, Response: res, Logger: discard})
 	tok, err := async.Suspend(c, "NEXT", nil)
 	require.NoError(t, err)
-	require.Empty(t, w.codes(), "no 100 Trying: the relay already sent it")
+	require.Empty(t, w.Codes(), "no 100 Trying: the relay already sent it")
 
 	require.NoError(t, h.e.Resume(tok, nil))
 	r := h.next()
@@ -264,15 +265,15 @@ func TestResumeFromABusSubscriber(t *testing.T) {
 	// the park to wake) resumes by token; its dispatch goroutine is not
 	// held by the route.
 	h := newHarness(t, opts{moduleWorkers: 1})
-	g := newGate(t)
-	h.route("R", func(c *routes.Context) error { g.wait(); return c.Reply(200, "OK") })
+	g := siptest.NewGate(t)
+	h.route("R", func(c *routes.Context) error { g.Wait(); return c.Reply(200, "OK") })
 	bus := eventbus.New()
 	t.Cleanup(func() { _ = bus.Close(context.Background()) })
 	wake := eventbus.NewMessageType("wake")
 	results := make(chan error, 1)
 	_, err := bus.Topic("wake").Subscribe(func(_ *eventbus.Subscription, _ *eventbus.Topic, m *eventbus.Message) {
 		results <- h.e.Resume(m.Payload().(transaction.Token), "from the bus")
-	})
+	}, eventbus.WithTypes(wake))
 	require.NoError(t, err)
 	_, c, w := h.request("MESSAGE")
 	tok, err := async.Suspend(c, "R", nil)
@@ -281,13 +282,13 @@ func TestResumeFromABusSubscriber(t *testing.T) {
 	select {
 	case err := <-results:
 		require.NoError(t, err)
-	case <-time.After(waitFor):
+	case <-time.After(siptest.WaitFor):
 		t.Fatal("Resume from a bus subscriber never returned")
 	}
-	require.False(t, g.isOpen(), "the subscriber returned while the route still runs")
+	require.False(t, g.IsOpen(), "the subscriber returned while the route still runs")
 	bus.Topic("wake").Publish(wake, tok) // a redelivered message
 	require.ErrorIs(t, <-results, transaction.ErrAlreadyResumed)
-	g.open()
+	g.Open()
 	require.Equal(t, "from the bus", h.next().value)
-	require.Equal(t, []int{200}, w.codes())
+	require.Equal(t, []int{200}, w.Codes())
 }

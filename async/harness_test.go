@@ -9,9 +9,6 @@ package async_test
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sipasync/sipasync/async"
+	"github.com/sipasync/sipasync/internal/siptest"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/transaction"
 	"github.com/sipasync/sipasync/workergroups"
@@ -35,137 +33,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreCurrent())
 }
 
-var discard = slog.New(slog.DiscardHandler)
-
-// waitFor bounds every wait on another goroutine: a guard against a hang,
-// never a timing assertion.
-const waitFor = 5 * time.Second
-
-// eventually polls cond until it holds or waitFor passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for: %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// ---- the wire ----------------------------------------------------------
-
-// wire is a sip.Connection that records the responses a server
-// transaction sends. A counting wire keeps only the number.
-type wire struct {
-	mu       sync.Mutex
-	sent     []*sip.Response
-	n        atomic.Int64
-	counting bool
-}
-
-var _ sip.Connection = (*wire)(nil)
-
-func (w *wire) LocalAddr() net.Addr {
-	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5060}
-}
-
-func (w *wire) WriteMsg(m sip.Message) error {
-	res, ok := m.(*sip.Response)
-	if !ok {
-		return nil
-	}
-	w.n.Add(1)
-	if w.counting {
-		return nil
-	}
-	w.mu.Lock()
-	w.sent = append(w.sent, res)
-	w.mu.Unlock()
-	return nil
-}
-
-func (w *wire) Ref(int) int            { return 1 }
-func (w *wire) TryClose() (int, error) { return 0, nil }
-func (w *wire) Close() error           { return nil }
-
-// codes lists the status codes of the responses to the original request
-// (a 200 to a CANCEL is left out).
-func (w *wire) codes() []int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := []int{}
-	for _, r := range w.sent {
-		if cs := r.CSeq(); cs != nil && cs.MethodName == sip.CANCEL {
-			continue
-		}
-		out = append(out, r.StatusCode)
-	}
-	return out
-}
-
-// last returns the last response sent, or nil.
-func (w *wire) last() *sip.Response {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.sent) == 0 {
-		return nil
-	}
-	return w.sent[len(w.sent)-1]
-}
-
-// ---- requests and server transactions ----------------------------------
-
-var callSeq atomic.Int64
-
-// parseReq builds a realistic request over TCP with a fresh branch and
-// Call-ID.
-func parseReq(t testing.TB, method string) *sip.Request {
-	t.Helper()
-	n := callSeq.Add(1)
-	raw := fmt.Sprintf("%[1]s sip:bob@example.com SIP/2.0\r\n"+
-		"Via: SIP/2.0/TCP 10.0.0.1:5060;branch=z9hG4bK-%[1]s-%[2]d\r\n"+
-		"Max-Forwards: 70\r\n"+
-		"From: <sip:alice@example.com>;tag=a%[2]d\r\n"+
-		"To: <sip:bob@example.com>\r\n"+
-		"Call-ID: call-%[2]d@10.0.0.1\r\n"+
-		"CSeq: 1 %[1]s\r\n"+
-		"Content-Length: 0\r\n\r\n", method, n)
-	msg, err := sip.NewParser().ParseSIP([]byte(raw))
-	require.NoError(t, err, "parse %s", method)
-	req := msg.(*sip.Request)
-	req.SetTransport("TCP")
-	req.SetSource("10.0.0.1:5060")
-	return req
-}
-
-// cancelOf builds the CANCEL of an INVITE (same branch, CSeq method CANCEL).
-func cancelOf(t testing.TB, inv *sip.Request) *sip.Request {
-	t.Helper()
-	raw := "CANCEL sip:bob@example.com SIP/2.0\r\n" +
-		"Via: " + inv.Via().Value() + "\r\n" +
-		"Max-Forwards: 70\r\n" +
-		"From: " + inv.From().Value() + "\r\n" +
-		"To: <sip:bob@example.com>\r\n" +
-		"Call-ID: " + inv.CallID().Value() + "\r\n" +
-		"CSeq: 1 CANCEL\r\n" +
-		"Content-Length: 0\r\n\r\n"
-	msg, err := sip.NewParser().ParseSIP([]byte(raw))
-	require.NoError(t, err, "parse CANCEL")
-	req := msg.(*sip.Request)
-	req.SetTransport("TCP")
-	return req
-}
-
-// newStx returns a real sipgo server transaction over w.
-func newStx(t testing.TB, req *sip.Request, w *wire) *sip.ServerTx {
-	t.Helper()
-	key, err := sip.ServerTxKeyMake(req)
-	require.NoError(t, err, "server tx key")
-	stx := sip.NewServerTx(key, req, w, discard)
-	require.NoError(t, stx.Init(), "server tx init")
-	return stx
-}
+var discard = siptest.Discard
 
 // ---- the fake proxy ----------------------------------------------------
 
@@ -356,7 +224,7 @@ func (h *harness) close() {
 	h.closeOnce.Do(func() {
 		h.cancel()
 		h.e.Stop()
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		ctx, cancel := context.WithTimeout(context.Background(), siptest.WaitFor)
 		defer cancel()
 		if _, err := h.groups.Stop(ctx); err != nil {
 			h.t.Errorf("worker groups did not stop: %v", err)
@@ -389,7 +257,7 @@ func (h *harness) advanceGuarded(d time.Duration) int {
 	select {
 	case n := <-done:
 		return n
-	case <-time.After(waitFor):
+	case <-time.After(siptest.WaitFor):
 		h.t.Fatal("Advance blocked: the wheel ran a route on its own goroutine")
 		return 0
 	}
@@ -397,11 +265,11 @@ func (h *harness) advanceGuarded(d time.Duration) int {
 
 // newTx enters a new transaction with a real server transaction over a
 // recording wire.
-func (h *harness) newTx(method string) (*transaction.Tx, *wire) {
+func (h *harness) newTx(method string) (*transaction.Tx, *siptest.Wire) {
 	h.t.Helper()
-	w := &wire{}
-	req := parseReq(h.t, method)
-	stx := newStx(h.t, req, w)
+	w := &siptest.Wire{}
+	req := siptest.Request(h.t, method)
+	stx := siptest.ServerTx(h.t, req, w)
 	h.t.Cleanup(stx.Terminate)
 	tx, err := h.tbl.Add(req, stx)
 	require.NoError(h.t, err)
@@ -416,7 +284,7 @@ func (h *harness) ctxOf(tx *transaction.Tx, kind routes.Kind, name string) *rout
 
 // request enters a new transaction and returns the Context of its
 // request_route run.
-func (h *harness) request(method string) (*transaction.Tx, *routes.Context, *wire) {
+func (h *harness) request(method string) (*transaction.Tx, *routes.Context, *siptest.Wire) {
 	h.t.Helper()
 	tx, w := h.newTx(method)
 	return tx, h.ctxOf(tx, routes.KindRequest, ""), w
@@ -428,8 +296,8 @@ func (h *harness) next() run {
 	select {
 	case r := <-h.r.runs:
 		return r
-	case <-time.After(waitFor):
-		h.t.Fatalf("no route ran within %s", waitFor)
+	case <-time.After(siptest.WaitFor):
+		h.t.Fatalf("no route ran within %s", siptest.WaitFor)
 		return run{}
 	}
 }
@@ -463,39 +331,14 @@ func requireParked(t testing.TB, tx *transaction.Tx, c *routes.Context, msg stri
 	require.Equal(t, transaction.Suspended, tx.State(), "%s: the transaction is suspended", msg)
 }
 
-// gate blocks the tasks or routes that wait on it until opened; opening is
-// idempotent and registered as a cleanup so a failing test never leaves a
-// worker blocked.
-type gate struct {
-	ch   chan struct{}
-	once sync.Once
-}
-
-func newGate(t testing.TB) *gate {
-	g := &gate{ch: make(chan struct{})}
-	t.Cleanup(g.open)
-	return g
-}
-
-func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
-func (g *gate) wait() { <-g.ch }
-func (g *gate) isOpen() bool {
-	select {
-	case <-g.ch:
-		return true
-	default:
-		return false
-	}
-}
-
 // busy fills a group: it blocks its workers on g and waits until they run.
-func busy(t testing.TB, grp *workergroups.Group, g *gate) {
+func busy(t testing.TB, grp *workergroups.Group, g *siptest.Gate) {
 	t.Helper()
 	n := grp.Spec().Workers
 	for range n {
-		require.NoError(t, grp.Submit(g.wait))
+		require.NoError(t, grp.Submit(g.Wait))
 	}
-	eventually(t, "the group's workers are busy", func() bool { return grp.Stats().Busy == n })
+	siptest.Eventually(t, "the group's workers are busy", func() bool { return grp.Stats().Busy == n })
 }
 
 // group looks a group up.

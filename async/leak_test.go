@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sipasync/sipasync/async"
+	"github.com/sipasync/sipasync/internal/siptest"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/transaction"
 )
@@ -19,7 +20,7 @@ import (
 // lives briefly) and returns the count.
 func settledGoroutines(t testing.TB, limit int) int {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
+	deadline := time.Now().Add(siptest.WaitFor)
 	for {
 		n := runtime.NumGoroutine()
 		if n <= limit || time.Now().After(deadline) {
@@ -33,7 +34,7 @@ func settledGoroutines(t testing.TB, limit int) int {
 // for 20 reads in a row.
 func stableGoroutines() int {
 	n, same := runtime.NumGoroutine(), 0
-	for deadline := time.Now().Add(waitFor); same < 20 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(siptest.WaitFor); same < 20 && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 		if m := runtime.NumGoroutine(); m == n {
 			same++
@@ -58,17 +59,17 @@ func TestParkedHoldsNoGoroutine(t *testing.T) {
 	const n = 10000
 	h := newHarness(t, opts{})
 	h.route("R", replyOK)
-	w := &wire{counting: true}
+	w := &siptest.Wire{Counting: true}
 	// Parse first, so the heap measure below is about parking.
 	reqs := make([]*sip.Request, n)
 	for i := range reqs {
-		reqs[i] = parseReq(t, "MESSAGE")
+		reqs[i] = siptest.Request(t, "MESSAGE")
 	}
 	base := stableGoroutines()
 	heap0 := heapAlloc()
 
 	for i, req := range reqs {
-		tx, err := h.tbl.Add(req, newStx(t, req, w))
+		tx, err := h.tbl.Add(req, siptest.ServerTx(t, req, w))
 		require.NoError(t, err)
 		c := h.ctxOf(tx, routes.KindRequest, "")
 		switch i % 3 {
@@ -91,7 +92,7 @@ func TestParkedHoldsNoGoroutine(t *testing.T) {
 		n, base, got, int64(heap1-heap0)/n)
 
 	require.Equal(t, n, h.e.Stop(), "all answered at stop")
-	require.Equal(t, int64(n), w.n.Load(), "one 503 each")
+	require.Equal(t, int64(n), w.Count(), "one 503 each")
 	require.Zero(t, h.tbl.Stats().Live)
 }
 
@@ -111,8 +112,8 @@ func TestSuspendResumeCyclesLeakNothing(t *testing.T) {
 		}
 		return c.Reply(200, "OK")
 	})
-	w := &wire{counting: true}
-	req := parseReq(t, "MESSAGE")
+	w := &siptest.Wire{Counting: true}
+	req := siptest.Request(t, "MESSAGE")
 	key, err := sip.ServerTxKeyMake(req)
 	require.NoError(t, err)
 
@@ -151,7 +152,7 @@ func TestSuspendResumeCyclesLeakNothing(t *testing.T) {
 	elapsed := time.Since(start)
 
 	require.Equal(t, int64(cycles+1000), h.r.n.Load(), "every cycle ran its route")
-	require.Equal(t, int64(cycles+1000), w.n.Load(), "every cycle answered once")
+	require.Equal(t, int64(cycles+1000), w.Count(), "every cycle answered once")
 	st := h.tbl.Stats()
 	require.Zero(t, st.Live)
 	require.Zero(t, st.Parked)

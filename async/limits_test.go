@@ -4,13 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/emiago/sipgo/sip"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/sipasync/sipasync/async"
+	"github.com/sipasync/sipasync/internal/siptest"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/transaction"
 	"github.com/sipasync/sipasync/workergroups"
@@ -45,7 +47,7 @@ func checkLimits(t *testing.T, o opts, forms map[string]parkFunc, good, bad []ti
 				err := park(c, d)
 				require.ErrorIs(t, err, want, "%s(%s)", name, d)
 				h.requireNotParked(tx, c, fmt.Sprintf("%s(%s)", name, d))
-				require.Empty(t, w.codes(), "%s(%s): nothing is sent; the caller still owns the transaction", name, d)
+				require.Empty(t, w.Codes(), "%s(%s): nothing is sent; the caller still owns the transaction", name, d)
 				require.Zero(t, h.e.Stats().Parks, "%s(%s)", name, d)
 			}
 			for i, d := range good {
@@ -232,7 +234,7 @@ func TestNoTransaction(t *testing.T) {
 	h := stdHarness(t, opts{})
 	// A tx without a sipgo server transaction (synthetic), a route with
 	// no transaction at all, and an ACK.
-	bare, err := h.tbl.Add(parseReq(t, "MESSAGE"), nil)
+	bare, err := h.tbl.Add(siptest.Request(t, "MESSAGE"), nil)
 	require.NoError(t, err)
 	ack, _ := h.newTx("ACK")
 	cases := map[string]func() (*transaction.Tx, *routes.Context){
@@ -241,7 +243,7 @@ func TestNoTransaction(t *testing.T) {
 		},
 		"no tx": func() (*transaction.Tx, *routes.Context) {
 			return nil, routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Engine: h.fe, Kind: routes.KindRequest,
-				Request: parseReq(t, "MESSAGE"), Logger: discard})
+				Request: siptest.Request(t, "MESSAGE"), Logger: discard})
 		},
 		"ACK": func() (*transaction.Tx, *routes.Context) {
 			return ack, h.ctxOf(ack, routes.KindRequest, "")

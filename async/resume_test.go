@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sipasync/sipasync/async"
+	"github.com/sipasync/sipasync/internal/siptest"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/timerwheel"
 	"github.com/sipasync/sipasync/transaction"
@@ -30,7 +31,7 @@ func TestRouteResumesAfterDelay(t *testing.T) {
 			tx, c, w := h.request("INVITE")
 			require.NoError(t, async.RouteValue(c, "RESUME", tc.d, "carried"))
 			requireParked(t, tx, c, "RouteValue")
-			require.Equal(t, []int{100}, w.codes(), "a parked INVITE gets 100 Trying")
+			require.Equal(t, []int{100}, w.Codes(), "a parked INVITE gets 100 Trying")
 
 			require.Zero(t, h.advance(tc.d-time.Millisecond), "nothing is due before the delay")
 			h.noRun()
@@ -47,7 +48,7 @@ func TestRouteResumesAfterDelay(t *testing.T) {
 
 			require.Zero(t, h.advance(200*time.Second), "the timer fired once")
 			h.noRun()
-			require.Equal(t, []int{100, 404}, w.codes())
+			require.Equal(t, []int{100, 404}, w.Codes())
 			require.Equal(t, transaction.Done, tx.State())
 			st := h.tbl.Stats()
 			require.Zero(t, st.Parked)
@@ -81,7 +82,7 @@ func TestMsRouteResumesWithinOneTick(t *testing.T) {
 			tx, c, w := h.request("MESSAGE")
 			require.NoError(t, async.MsRouteValue(c, "R", d, 42))
 			requireParked(t, tx, c, "MsRouteValue")
-			require.Empty(t, w.codes(), "no 100 for a non-INVITE")
+			require.Empty(t, w.Codes(), "no 100 for a non-INVITE")
 
 			if d > time.Millisecond {
 				require.Zero(t, h.advance(d-time.Millisecond), "nothing is due before the delay")
@@ -100,7 +101,7 @@ func TestMsRouteResumesWithinOneTick(t *testing.T) {
 			require.Equal(t, 42, r.value)
 			require.Zero(t, h.advance(time.Minute))
 			h.noRun()
-			require.Equal(t, []int{200}, w.codes())
+			require.Equal(t, []int{200}, w.Codes())
 		})
 	}
 }
@@ -144,7 +145,7 @@ func TestSleepContinuesOnSameTransaction(t *testing.T) {
 			require.Equal(t, "set before the park", s.attr, "attributes survive the park")
 			require.Equal(t, "a closure variable", s.local)
 			require.Equal(t, transaction.ReasonTimer, s.reason)
-			require.Equal(t, []int{100, 486}, w.codes())
+			require.Equal(t, []int{100, 486}, w.Codes())
 			require.Equal(t, transaction.Done, tx.State(), "processing ends after the continuation")
 			require.Zero(t, h.advance(time.Minute))
 			h.noRun()
@@ -176,7 +177,7 @@ func TestSuspendAndExternalResume(t *testing.T) {
 	require.Equal(t, "from outside", r.value)
 	v, _ := r.tx.Attr("k")
 	require.Equal(t, "v", v)
-	require.Equal(t, []int{200}, w.codes())
+	require.Equal(t, []int{200}, w.Codes())
 	require.Zero(t, h.e.Stats().WheelPending, "the deadline is cancelled by the resume")
 	require.Zero(t, h.advance(200*time.Second))
 	require.Zero(t, h.tbl.Stats().Expired)
@@ -233,7 +234,7 @@ func TestResumeRefusals(t *testing.T) {
 		require.ErrorIs(t, err, transaction.ErrEnded)
 		h.noRun()
 		require.Equal(t, transaction.Suspended, tx2.State(), "the slot's new transaction is untouched")
-		require.Empty(t, w2.codes())
+		require.Empty(t, w2.Codes())
 		require.NoError(t, h.e.Resume(tok2, nil))
 		require.Equal(t, transaction.ReasonExternal, h.next().reason)
 	})
@@ -250,7 +251,7 @@ func TestResumeRefusals(t *testing.T) {
 		require.ErrorIs(t, err, transaction.ErrAlreadyResumed, "the second resume is refused")
 		require.ErrorIs(t, h.e.Resume(tok, nil), transaction.ErrAlreadyResumed)
 		h.noRun()
-		require.Equal(t, []int{200}, w.codes())
+		require.Equal(t, []int{200}, w.Codes())
 	})
 
 	t.Run("never existed", func(t *testing.T) {
@@ -285,7 +286,7 @@ func TestResumeRefusals(t *testing.T) {
 			require.Equal(t, 1, ok, "one resume wins, the others are refused")
 			h.next()
 			h.noRun()
-			require.Equal(t, []int{200}, w.codes())
+			require.Equal(t, []int{200}, w.Codes())
 		}
 	})
 	require.Zero(t, h.tbl.Stats().Live)
@@ -303,15 +304,17 @@ func TestUnresumedSuspendExpires(t *testing.T) {
 			require.Zero(t, h.advance(5*time.Second-time.Millisecond))
 			require.Equal(t, transaction.Suspended, tx.State())
 			require.Equal(t, 1, h.advance(time.Millisecond), "the deadline is due at the suspend timeout")
-			eventually(t, "the transaction expires", func() bool { return tx.State() == transaction.Done })
-			require.Equal(t, want, w.codes())
+			// The table marks the park over, then answers it: wait for the answer.
+			siptest.Eventually(t, "the transaction expires", func() bool { return len(w.Codes()) == len(want) })
+			require.Equal(t, transaction.Done, tx.State())
+			require.Equal(t, want, w.Codes())
 			require.Equal(t, uint64(1), h.tbl.Stats().Expired)
-			eventually(t, "the engine counts the expiry", func() bool { return h.e.Stats().Expired == 1 })
+			siptest.Eventually(t, "the engine counts the expiry", func() bool { return h.e.Stats().Expired == 1 })
 			require.Zero(t, h.tbl.Stats().Live)
 			h.noRun()
 			require.Error(t, h.e.Resume(tok, nil), "resume after expiry")
 			h.noRun()
-			require.Equal(t, want, w.codes())
+			require.Equal(t, want, w.Codes())
 		})
 	}
 }
@@ -340,7 +343,7 @@ func TestEarlierTimerDoesNotResumeLaterPark(t *testing.T) {
 	r = h.next()
 	require.Equal(t, "B", r.name)
 	require.Equal(t, transaction.ReasonTimer, r.reason)
-	require.Equal(t, []int{200}, w.codes())
+	require.Equal(t, []int{200}, w.Codes())
 }
 
 func TestStaleTimerInFlightIsRefused(t *testing.T) {
@@ -348,8 +351,8 @@ func TestStaleTimerInFlightIsRefused(t *testing.T) {
 	// behind a busy worker) when the transaction is resumed by another path
 	// and parked again. When it runs it must be refused by its park number.
 	h := newHarness(t, opts{moduleWorkers: 1})
-	g := newGate(t)
-	h.route("BLOCK", func(c *routes.Context) error { g.wait(); return c.Reply(200, "OK") })
+	g := siptest.NewGate(t)
+	h.route("BLOCK", func(c *routes.Context) error { g.Wait(); return c.Reply(200, "OK") })
 	h.route("A", replyOK)
 	h.route("B", replyOK)
 
@@ -358,11 +361,11 @@ func TestStaleTimerInFlightIsRefused(t *testing.T) {
 	txA, cA, wA := h.request("MESSAGE")
 	require.NoError(t, async.MsRoute(cA, "A", 20*time.Millisecond))
 	require.Equal(t, 1, h.advanceGuarded(10*time.Millisecond))
-	eventually(t, "the module worker runs BLOCK", func() bool {
+	siptest.Eventually(t, "the module worker runs BLOCK", func() bool {
 		return h.group(async.ModuleGroup).Stats().Busy == 1
 	})
 	require.Equal(t, 1, h.advanceGuarded(10*time.Millisecond), "park 1's timer leaves the wheel")
-	require.False(t, g.isOpen())
+	require.False(t, g.IsOpen())
 
 	// Another path takes A back and the route parks it again.
 	_, err := h.tbl.Continue(txA.ParkToken(), transaction.ReasonExternal, nil)
@@ -371,12 +374,12 @@ func TestStaleTimerInFlightIsRefused(t *testing.T) {
 	require.NoError(t, async.MsRoute(cA2, "B", time.Second))
 	require.Equal(t, 2, txA.Parks())
 
-	g.open()
+	g.Open()
 	require.Equal(t, "BLOCK", h.next().name)
-	eventually(t, "the stale timer is refused", func() bool { return h.e.Stats().ResumeRefused == 1 })
+	siptest.Eventually(t, "the stale timer is refused", func() bool { return h.e.Stats().ResumeRefused == 1 })
 	h.noRun()
 	require.Equal(t, transaction.Suspended, txA.State(), "park 2 is still parked")
-	require.Empty(t, wA.codes())
+	require.Empty(t, wA.Codes())
 
 	require.Zero(t, h.advance(time.Second-time.Millisecond), "park 2 is due 1s after it began")
 	require.Equal(t, 1, h.advance(time.Millisecond))
@@ -418,7 +421,7 @@ func TestChainedParks(t *testing.T) {
 		require.Equal(t, "second", r.value)
 		require.Equal(t, map[string]any{"req": true, "r1": true}, tx.Attrs())
 		require.Equal(t, 2, tx.Parks())
-		require.Equal(t, []int{100, 200}, w.codes(), "one 100 Trying for all parks, one final")
+		require.Equal(t, []int{100, 200}, w.Codes(), "one 100 Trying for all parks, one final")
 		require.Zero(t, h.tbl.Stats().Live)
 		require.Zero(t, h.e.Stats().WheelPending)
 		require.Equal(t, uint64(2), h.e.Stats().Resumes)
@@ -447,7 +450,7 @@ func TestChainedParks(t *testing.T) {
 		r = h.next()
 		require.True(t, r.handler)
 		require.Equal(t, transaction.ReasonTimer, r.reason)
-		require.Equal(t, []int{200}, w.codes())
+		require.Equal(t, []int{200}, w.Codes())
 		require.Equal(t, 4, tx.Parks())
 		require.Zero(t, h.tbl.Stats().Live)
 	})
@@ -456,7 +459,7 @@ func TestChainedParks(t *testing.T) {
 func TestStopAnswersPendingParks(t *testing.T) {
 	h := newHarness(t, opts{})
 	h.route("R", replyOK)
-	var wires []*wire
+	var wires []*siptest.Wire
 	var txs []*transaction.Tx
 	for _, park := range []func(c *routes.Context) error{
 		func(c *routes.Context) error { return async.Route(c, "R", 10*time.Second) },
@@ -481,13 +484,13 @@ func TestStopAnswersPendingParks(t *testing.T) {
 
 	require.Equal(t, 4, h.e.Stop(), "every pending park is answered and counted")
 	for i, w := range wires {
-		require.Equal(t, []int{503}, w.codes(), "park %d", i)
-		ra := w.last().GetHeader("Retry-After")
+		require.Equal(t, []int{503}, w.Codes(), "park %d", i)
+		ra := w.Last().GetHeader("Retry-After")
 		require.NotNil(t, ra, "503 carries Retry-After")
 		require.Equal(t, transaction.Done, txs[i].State())
 	}
-	require.Equal(t, []int{200}, wDone.codes())
-	require.Equal(t, []int{200}, wExt.codes())
+	require.Equal(t, []int{200}, wDone.Codes())
+	require.Equal(t, []int{200}, wExt.Codes())
 	require.Zero(t, h.tbl.Stats().Parked)
 	require.Zero(t, h.tbl.Stats().Live)
 	require.Zero(t, h.e.Stats().WheelPending)
@@ -499,7 +502,7 @@ func TestStopAnswersPendingParks(t *testing.T) {
 	require.ErrorIs(t, err, async.ErrResumeFailed)
 	require.ErrorIs(t, err, timerwheel.ErrStopped)
 	h.requireNotParked(tx, c, "MsRoute after Stop")
-	require.Empty(t, w.codes())
+	require.Empty(t, w.Codes())
 	require.Zero(t, h.advance(time.Minute))
 	h.noRun()
 }
@@ -509,13 +512,13 @@ func TestCancelWhileParkedMakesResumeANoOp(t *testing.T) {
 	h.route("R", replyOK)
 	tx, c, w := h.request("INVITE")
 	require.NoError(t, async.MsRoute(c, "R", 100*time.Millisecond))
-	require.NoError(t, tx.ServerTx().Receive(cancelOf(t, tx.Request())))
-	eventually(t, "the CANCEL ends the parked transaction", func() bool { return tx.State() == transaction.Done })
+	require.NoError(t, tx.ServerTx().Receive(siptest.CancelOf(t, tx.Request())))
+	siptest.Eventually(t, "the CANCEL ends the parked transaction", func() bool { return tx.State() == transaction.Done })
 
 	require.Equal(t, 1, h.advance(100*time.Millisecond))
-	eventually(t, "the pending resume is refused", func() bool { return h.e.Stats().ResumeRefused == 1 })
+	siptest.Eventually(t, "the pending resume is refused", func() bool { return h.e.Stats().ResumeRefused == 1 })
 	h.noRun()
-	require.Equal(t, []int{100, 487}, w.codes(), "nothing but the 487 goes out")
+	require.Equal(t, []int{100, 487}, w.Codes(), "nothing but the 487 goes out")
 	require.Zero(t, h.tbl.Stats().Live)
 	require.ErrorIs(t, h.e.Resume(tx.ParkToken(), nil), transaction.ErrCanceled, "a resume after the CANCEL says so")
 	require.Equal(t, uint64(2), h.e.Stats().RefusedFor("canceled"), "the timer and the resume, both counted as canceled")
@@ -539,13 +542,13 @@ func TestStartDrivesTheWheel(t *testing.T) {
 	require.Equal(t, transaction.Suspended, tx.State())
 
 	// Past it the wheel's own ticks resume the transaction.
-	deadline := time.Now().Add(waitFor)
+	deadline := time.Now().Add(siptest.WaitFor)
 	for h.r.count("R") == 0 && time.Now().Before(deadline) {
 		h.mock.Add(10 * time.Millisecond)
 	}
 	r := h.next()
 	require.Equal(t, transaction.ReasonTimer, r.reason)
-	require.Equal(t, []int{200}, w.codes())
+	require.Equal(t, []int{200}, w.Codes())
 	require.GreaterOrEqual(t, h.mock.Since(time.Unix(0, 0)), time.Second, "never early")
 }
 
@@ -553,11 +556,11 @@ func TestWheelNeverRunsRoutes(t *testing.T) {
 	// Due items go to the module workers: a route that blocks does not
 	// hold up the wheel, and other due parks still resume.
 	h := newHarness(t, opts{moduleWorkers: 2})
-	g := newGate(t)
+	g := siptest.NewGate(t)
 	entered := make(chan struct{}, 1)
 	h.route("SLOW", func(c *routes.Context) error {
 		entered <- struct{}{}
-		g.wait()
+		g.Wait()
 		return c.Reply(200, "OK")
 	})
 	h.route("R", replyOK)
@@ -570,6 +573,6 @@ func TestWheelNeverRunsRoutes(t *testing.T) {
 	<-entered
 	require.Equal(t, 1, h.advance(10*time.Millisecond))
 	require.Equal(t, "R", h.next().name, "another park resumes while SLOW holds a worker")
-	g.open()
+	g.Open()
 	require.Equal(t, "SLOW", h.next().name)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sipasync/sipasync/async"
+	"github.com/sipasync/sipasync/internal/siptest"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/transaction"
 	"github.com/sipasync/sipasync/workergroups"
@@ -33,8 +34,8 @@ func TestTaskRouteResumesOnDefaultGroup(t *testing.T) {
 	require.Nil(t, r.value)
 	v, _ := r.tx.Attr("k")
 	require.Equal(t, 1, v)
-	require.Equal(t, []int{100, 200}, w.codes())
-	eventually(t, "the default group ran it", func() bool { return completed(h, workergroups.DefaultName) == 1 })
+	require.Equal(t, []int{100, 200}, w.Codes())
+	siptest.Eventually(t, "the default group ran it", func() bool { return completed(h, workergroups.DefaultName) == 1 })
 	require.Zero(t, completed(h, "abc"))
 	require.Zero(t, completed(h, "tkv"))
 	require.Zero(t, h.e.Stats().WheelPending, "the task's deadline is disarmed")
@@ -53,7 +54,7 @@ func TestTaskGroupRouteResumesOnNamedGroup(t *testing.T) {
 	require.Same(t, tx, r.tx)
 	require.Equal(t, transaction.ReasonTask, r.reason)
 	require.Equal(t, "val", r.value)
-	eventually(t, "group abc ran it", func() bool { return completed(h, "abc") == 1 })
+	siptest.Eventually(t, "group abc ran it", func() bool { return completed(h, "abc") == 1 })
 	require.Zero(t, completed(h, workergroups.DefaultName))
 
 	_, c, _ = h.request("MESSAGE")
@@ -61,7 +62,7 @@ func TestTaskGroupRouteResumesOnNamedGroup(t *testing.T) {
 	r = h.next()
 	require.Equal(t, transaction.ReasonTask, r.reason)
 	require.Nil(t, r.value)
-	eventually(t, "group abc ran both", func() bool { return completed(h, "abc") == 2 })
+	siptest.Eventually(t, "group abc ran both", func() bool { return completed(h, "abc") == 2 })
 	require.Zero(t, h.e.Stats().WheelPending)
 }
 
@@ -69,10 +70,10 @@ func TestTaskGroupRouteOverload(t *testing.T) {
 	h := newHarness(t, opts{groups: []string{"name=x;workers=1;nonblock=1"}, queues: map[string]int{"x": 2}})
 	h.route("R", replyOK)
 	x := h.group("x")
-	g := newGate(t)
+	g := siptest.NewGate(t)
 	busy(t, x, g)
 	for range 2 {
-		require.NoError(t, x.Submit(g.wait))
+		require.NoError(t, x.Submit(g.Wait))
 	}
 	require.Equal(t, 2, x.Stats().Queued, "worker busy, queue full")
 
@@ -87,11 +88,11 @@ func TestTaskGroupRouteOverload(t *testing.T) {
 	// it may answer.
 	require.Equal(t, "v", c.AttrString("k"))
 	require.NoError(t, c.Reply(503, "Service Unavailable"))
-	require.Equal(t, 503, w.codes()[len(w.codes())-1])
+	require.Equal(t, 503, w.Codes()[len(w.Codes())-1])
 	h.tbl.Finish(tx)
 
-	g.open()
-	eventually(t, "the group drains", func() bool { return x.Stats().Completed == 3 })
+	g.Open()
+	siptest.Eventually(t, "the group drains", func() bool { return x.Stats().Completed == 3 })
 	h.noRun()
 	require.Zero(t, h.tbl.Stats().Live)
 
@@ -110,7 +111,7 @@ func TestTaskRouteQueuedPastSuspendTimeout(t *testing.T) {
 		groups: []string{"name=slow;workers=1;nonblock=0"}, queues: map[string]int{"slow": 8}})
 	h.route("R", replyOK)
 	slow := h.group("slow")
-	g := newGate(t)
+	g := siptest.NewGate(t)
 	busy(t, slow, g)
 
 	tx, c, w := h.request("MESSAGE")
@@ -118,13 +119,13 @@ func TestTaskRouteQueuedPastSuspendTimeout(t *testing.T) {
 	require.Equal(t, transaction.Suspended, tx.State())
 	require.Zero(t, h.advance(5*time.Second-time.Millisecond))
 	require.Equal(t, 1, h.advance(time.Millisecond))
-	eventually(t, "the task park expires", func() bool { return tx.State() == transaction.Done })
-	require.Equal(t, []int{500}, w.codes())
+	siptest.Eventually(t, "the task park expires", func() bool { return tx.State() == transaction.Done })
+	require.Equal(t, []int{500}, w.Codes())
 
-	g.open()
-	eventually(t, "the late task is refused", func() bool { return h.e.Stats().ResumeRefused == 1 })
+	g.Open()
+	siptest.Eventually(t, "the late task is refused", func() bool { return h.e.Stats().ResumeRefused == 1 })
 	h.noRun()
-	require.Equal(t, []int{500}, w.codes())
+	require.Equal(t, []int{500}, w.Codes())
 	require.Equal(t, uint64(1), h.e.Stats().Expired)
 }
 
@@ -160,8 +161,8 @@ func TestTaskData(t *testing.T) {
 	require.Equal(t, "caller: alice - callee: bob", s.data)
 	require.Nil(t, s.tx, "no transaction in a data task")
 	require.False(t, s.tkvOK)
-	eventually(t, "the default group ran it", func() bool { return completed(h, workergroups.DefaultName) == 1 })
-	require.Empty(t, w.codes(), "the request itself is untouched")
+	siptest.Eventually(t, "the default group ran it", func() bool { return completed(h, workergroups.DefaultName) == 1 })
+	require.Empty(t, w.Codes(), "the request itself is untouched")
 
 	// Non-string data is there raw; DataOf reports it is not a string.
 	require.NoError(t, async.TaskData(c, "LOG", 42))
@@ -174,7 +175,7 @@ func TestTaskData(t *testing.T) {
 	h.next()
 	s = <-got
 	require.Equal(t, "on abc", s.data)
-	eventually(t, "group abc ran it", func() bool { return completed(h, "abc") == 1 })
+	siptest.Eventually(t, "group abc ran it", func() bool { return completed(h, "abc") == 1 })
 	require.Equal(t, uint64(3), h.e.Stats().DataTasks)
 	require.Equal(t, transaction.Live, tx.State())
 	h.tbl.Finish(tx)
@@ -184,14 +185,14 @@ func TestTaskDataOverload(t *testing.T) {
 	h := newHarness(t, opts{groups: []string{"name=x;workers=1;nonblock=1"}, queues: map[string]int{"x": 1}})
 	h.route("LOG", nop)
 	x := h.group("x")
-	g := newGate(t)
+	g := siptest.NewGate(t)
 	busy(t, x, g)
-	require.NoError(t, x.Submit(g.wait))
+	require.NoError(t, x.Submit(g.Wait))
 	_, c, _ := h.request("MESSAGE")
 	require.ErrorIs(t, async.TaskGroupData(c, "LOG", "x", "d"), workergroups.ErrOverload)
 	require.Equal(t, uint64(1), h.e.Stats().DataRejected)
 	require.Zero(t, h.e.Stats().DataTasks)
-	g.open()
+	g.Open()
 	h.noRun()
 }
 
@@ -228,12 +229,12 @@ func TestTKVEmit(t *testing.T) {
 	require.Equal(t, routes.KindEvent, r.kind)
 	require.Equal(t, async.TKVEventRoute, r.name)
 	require.Equal(t, want, <-got)
-	eventually(t, "OnTKV is called", func() bool { mu.Lock(); defer mu.Unlock(); return len(emitted) == 1 })
+	siptest.Eventually(t, "OnTKV is called", func() bool { mu.Lock(); defer mu.Unlock(); return len(emitted) == 1 })
 	mu.Lock()
 	require.Equal(t, []async.TKV{want}, emitted)
 	require.Equal(t, []string{"route", "hook"}, order, "the hook gets the record after its event route ran")
 	mu.Unlock()
-	eventually(t, "the tkv group ran it", func() bool { return completed(h, "tkv") == 1 })
+	siptest.Eventually(t, "the tkv group ran it", func() bool { return completed(h, "tkv") == 1 })
 	require.Zero(t, completed(h, workergroups.DefaultName))
 	require.Equal(t, uint64(1), h.e.Stats().TKV)
 
@@ -252,10 +253,10 @@ func TestTKVEmitWithoutEventRoute(t *testing.T) {
 	select {
 	case rec := <-emitted:
 		require.Equal(t, async.TKV{Type: 1, Key: "key", Value: "val"}, rec)
-	case <-time.After(waitFor):
+	case <-time.After(siptest.WaitFor):
 		t.Fatal("OnTKV was not called")
 	}
-	eventually(t, "the default group ran it", func() bool { return completed(h, workergroups.DefaultName) == 1 })
+	siptest.Eventually(t, "the default group ran it", func() bool { return completed(h, workergroups.DefaultName) == 1 })
 	h.noRun()
 	require.Equal(t, uint64(1), h.e.Stats().TKV)
 }
@@ -264,9 +265,9 @@ func TestTKVEmitOverload(t *testing.T) {
 	h := newHarness(t, opts{groups: []string{"name=tkv;workers=1;nonblock=1"}, queues: map[string]int{"tkv": 1},
 		tkvGroup: "tkv"})
 	tkv := h.group("tkv")
-	g := newGate(t)
+	g := siptest.NewGate(t)
 	busy(t, tkv, g)
-	require.NoError(t, tkv.Submit(g.wait))
+	require.NoError(t, tkv.Submit(g.Wait))
 	_, c, _ := h.request("MESSAGE")
 	require.ErrorIs(t, async.TKVEmit(c, 1, "k", "v"), workergroups.ErrOverload)
 	require.Equal(t, uint64(1), h.e.Stats().TKVRejected)

@@ -9,93 +9,93 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sipasync/sipasync/internal/siptest"
 )
 
 // These tests run the table over real sipgo server transactions whose
 // connection records what goes on the wire.
 
 func TestSuspendInviteSendsTryingOnce(t *testing.T) {
-	w := &wire{}
-	req := parseReq(t, "INVITE")
+	w := &siptest.Wire{}
+	req := siptest.Request(t, "INVITE")
 	tt := New(Options{})
-	tx, err := tt.Add(req, newStx(t, req, w))
+	tx, err := tt.Add(req, siptest.ServerTx(t, req, w))
 	require.NoError(t, err)
 
 	tok, err := tt.Suspend(tx, Suspension{})
 	require.NoError(t, err)
-	assert.Equal(t, []int{100}, w.codes(), "a parked INVITE gets 100 Trying at once")
+	assert.Equal(t, []int{100}, w.Codes(), "a parked INVITE gets 100 Trying at once")
 	_, err = tt.Continue(tok, ReasonTimer, nil)
 	require.NoError(t, err)
 	tok, err = tt.Suspend(tx, Suspension{})
 	require.NoError(t, err)
 	_, err = tt.Continue(tok, ReasonTimer, nil)
 	require.NoError(t, err)
-	assert.Equal(t, []int{100}, w.codes(), "a second park sends no second 100")
+	assert.Equal(t, []int{100}, w.Codes(), "a second park sends no second 100")
 
 	require.NoError(t, tx.Reply(486, "Busy Here", nil))
 	assert.True(t, tx.FinalSent())
 	assert.ErrorIs(t, tx.Reply(200, "OK", nil), ErrFinal, "one final response only")
-	assert.Equal(t, []int{100, 486}, w.codes())
+	assert.Equal(t, []int{100, 486}, w.Codes())
 	_, err = tt.Suspend(tx, Suspension{})
 	assert.ErrorIs(t, err, ErrFinal, "an answered transaction cannot park")
 	tt.Finish(tx)
 }
 
 func TestSuspendNonInviteSendsNothing(t *testing.T) {
-	w := &wire{}
-	req := parseReq(t, "MESSAGE")
+	w := &siptest.Wire{}
+	req := siptest.Request(t, "MESSAGE")
 	tt := New(Options{})
-	tx, err := tt.Add(req, newStx(t, req, w))
+	tx, err := tt.Add(req, siptest.ServerTx(t, req, w))
 	require.NoError(t, err)
 	_, err = tt.Suspend(tx, Suspension{})
 	require.NoError(t, err)
-	assert.Equal(t, []int{}, w.codes(), "no 100 for a non-INVITE")
+	assert.Equal(t, []int{}, w.Codes(), "no 100 for a non-INVITE")
 }
 
 func TestExpireAnswers(t *testing.T) {
 	for method, want := range map[string]int{"INVITE": 408, "MESSAGE": 500, "OPTIONS": 500} {
 		t.Run(method, func(t *testing.T) {
-			w := &wire{}
-			req := parseReq(t, method)
+			w := &siptest.Wire{}
+			req := siptest.Request(t, method)
 			tt := New(Options{})
-			tx, err := tt.Add(req, newStx(t, req, w))
+			tx, err := tt.Add(req, siptest.ServerTx(t, req, w))
 			require.NoError(t, err)
 			tok, err := tt.Suspend(tx, Suspension{})
 			require.NoError(t, err)
 			assert.True(t, tt.Expire(tok))
-			codes := w.codes()
+			codes := w.Codes()
 			require.Equal(t, want, codes[len(codes)-1], "the suspended-timeout reply")
 			assert.True(t, tx.FinalSent())
 			assert.True(t, !tt.Expire(tok))
-			assert.Equal(t, codes, w.codes(), "a second expiry sends nothing")
+			assert.Equal(t, codes, w.Codes(), "a second expiry sends nothing")
 		})
 	}
 }
 
 func TestAbortAnswers(t *testing.T) {
-	w := &wire{}
-	req := parseReq(t, "MESSAGE")
+	w := &siptest.Wire{}
+	req := siptest.Request(t, "MESSAGE")
 	tt := New(Options{})
-	tx, err := tt.Add(req, newStx(t, req, w))
+	tx, err := tt.Add(req, siptest.ServerTx(t, req, w))
 	require.NoError(t, err)
 	tok, err := tt.Suspend(tx, Suspension{})
 	require.NoError(t, err)
 	assert.True(t, tt.Abort(tok, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5")))
-	require.Equal(t, []int{503}, w.codes())
-	w.mu.Lock()
-	res := w.sent[0]
-	w.mu.Unlock()
+	require.Equal(t, []int{503}, w.Codes())
+	res := w.Last()
 	assert.Equal(t, "Service Unavailable", res.Reason)
 	h := res.GetHeader("Retry-After")
 	assert.True(t, h != nil && h.Value() == "5", "the extra header goes out")
 }
 
 func TestCancelParkedInvite(t *testing.T) {
-	w := &wire{}
-	req := parseReq(t, "INVITE")
+	w := &siptest.Wire{}
+	req := siptest.Request(t, "INVITE")
 	ev := &events{ch: make(chan event, 8)}
 	tt := New(Options{OnChange: ev.on})
-	stx := newStx(t, req, w)
+	stx := siptest.ServerTx(t, req, w)
 	tx, err := tt.Add(req, stx)
 	require.NoError(t, err)
 	notify := tx.CancelNotify()
@@ -103,7 +103,7 @@ func TestCancelParkedInvite(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, EvSuspended, waitEvent(t, ev.ch).ev)
 
-	require.NoError(t, stx.Receive(cancelOf(t, req)))
+	require.NoError(t, stx.Receive(siptest.CancelOf(t, req)))
 	assert.Equal(t, event{tok.Tx(), EvCanceled}, waitEvent(t, ev.ch))
 
 	assert.True(t, tx.Canceled())
@@ -118,13 +118,13 @@ func TestCancelParkedInvite(t *testing.T) {
 	default:
 		t.Error("CancelNotify taken after the CANCEL is not closed")
 	}
-	assert.Equal(t, []int{100, 487}, w.codes())
+	assert.Equal(t, []int{100, 487}, w.Codes())
 
 	_, err = tt.Continue(tok, ReasonTimer, nil)
 	assert.True(t, err != nil, "the pending resume after a CANCEL does nothing")
 	assert.ErrorIs(t, tx.Reply(200, "OK", nil), ErrCanceled, "never respond after a cancel")
 	assert.True(t, !tt.Expire(tok), "no expiry after a CANCEL")
-	assert.Equal(t, []int{100, 487}, w.codes(), "nothing but the 487 goes out")
+	assert.Equal(t, []int{100, 487}, w.Codes(), "nothing but the 487 goes out")
 	st := tt.Stats()
 	assert.Equal(t, uint64(1), st.Canceled)
 	assert.Equal(t, uint64(0), st.LateCancels, "the reply was refused before reaching sipgo")
@@ -134,16 +134,16 @@ func TestCancelParkedInvite(t *testing.T) {
 }
 
 func TestCancelLiveInvite(t *testing.T) {
-	w := &wire{}
-	req := parseReq(t, "INVITE")
+	w := &siptest.Wire{}
+	req := siptest.Request(t, "INVITE")
 	ev := &events{ch: make(chan event, 8)}
 	tt := New(Options{OnChange: ev.on})
-	stx := newStx(t, req, w)
+	stx := siptest.ServerTx(t, req, w)
 	tx, err := tt.Add(req, stx)
 	require.NoError(t, err)
 	notify := tx.CancelNotify()
 
-	require.NoError(t, stx.Receive(cancelOf(t, req)))
+	require.NoError(t, stx.Receive(siptest.CancelOf(t, req)))
 	assert.Equal(t, event{tx.Token(), EvCanceled}, waitEvent(t, ev.ch))
 	<-notify
 	assert.True(t, tx.Canceled())
@@ -154,7 +154,7 @@ func TestCancelLiveInvite(t *testing.T) {
 	assert.Equal(t, uint64(0), tt.Stats().LateCancels, "refused before reaching sipgo")
 	_, err = tt.Suspend(tx, Suspension{})
 	assert.ErrorIs(t, err, ErrCanceled, "a canceled transaction cannot park")
-	assert.Equal(t, []int{487}, w.codes())
+	assert.Equal(t, []int{487}, w.Codes())
 	tt.Finish(tx)
 	assert.Equal(t, 0, tt.Stats().Live)
 	assert.Equal(t, []Event{EvCanceled, EvEnded}, ev.of(tx.Token()))
@@ -180,11 +180,11 @@ func TestContinueRefusedWhileCancelPending(t *testing.T) {
 func TestLateCancelDetectedOnRespond(t *testing.T) {
 	// The CANCEL was handled by sipgo (487 sent) while our flag was not set.
 	// Our final response must not replace the 487 that retransmissions carry.
-	w := &wire{}
-	req := parseReq(t, "INVITE")
-	stx := newStx(t, req, w)
-	require.NoError(t, stx.Receive(cancelOf(t, req)))
-	assert.Equal(t, []int{487}, w.codes())
+	w := &siptest.Wire{}
+	req := siptest.Request(t, "INVITE")
+	stx := siptest.ServerTx(t, req, w)
+	require.NoError(t, stx.Receive(siptest.CancelOf(t, req)))
+	assert.Equal(t, []int{487}, w.Codes())
 
 	tt := New(Options{})
 	tx, err := tt.Add(req, stx)
@@ -193,18 +193,18 @@ func TestLateCancelDetectedOnRespond(t *testing.T) {
 	assert.ErrorIs(t, tx.Reply(200, "OK", nil), ErrCanceled)
 	assert.True(t, tx.Canceled(), "the late cancel is remembered")
 	assert.Equal(t, uint64(1), tt.Stats().LateCancels)
-	assert.Equal(t, []int{487}, w.codes(), "the 200 never went out")
+	assert.Equal(t, []int{487}, w.Codes(), "the 200 never went out")
 
 	require.NoError(t, stx.Receive(req)) // a retransmission of the INVITE
-	assert.Equal(t, []int{487, 487}, w.codes(), "retransmissions repeat the 487")
+	assert.Equal(t, []int{487, 487}, w.Codes(), "retransmissions repeat the 487")
 	tt.Finish(tx)
 }
 
 func TestCancelBeforeAdd(t *testing.T) {
-	w := &wire{}
-	req := parseReq(t, "INVITE")
-	stx := newStx(t, req, w)
-	require.NoError(t, stx.Receive(cancelOf(t, req)))
+	w := &siptest.Wire{}
+	req := siptest.Request(t, "INVITE")
+	stx := siptest.ServerTx(t, req, w)
+	require.NoError(t, stx.Receive(siptest.CancelOf(t, req)))
 
 	ev := &events{ch: make(chan event, 8)}
 	tt := New(Options{OnChange: ev.on})
@@ -217,11 +217,11 @@ func TestCancelBeforeAdd(t *testing.T) {
 }
 
 func TestSuspendEventsStayOrdered(t *testing.T) {
-	w := (&wire{}).blockOn(100)
-	req := parseReq(t, "INVITE")
+	w := (&siptest.Wire{}).BlockOn(100)
+	req := siptest.Request(t, "INVITE")
 	ev := &events{}
 	tt := New(Options{OnChange: ev.on})
-	tx, err := tt.Add(req, newStx(t, req, w))
+	tx, err := tt.Add(req, siptest.ServerTx(t, req, w))
 	require.NoError(t, err)
 	tok := tx.Token()
 	tok.Park = 1 // the park Suspend is making
@@ -232,7 +232,7 @@ func TestSuspendEventsStayOrdered(t *testing.T) {
 			t.Errorf("Suspend: %v", err)
 		}
 	})
-	<-w.entered // Suspend is sending 100 Trying: the transaction is parked
+	<-w.Entered // Suspend is sending 100 Trying: the transaction is parked
 	var cerr error
 	resumed := make(chan struct{})
 	go func() {
@@ -245,7 +245,7 @@ func TestSuspendEventsStayOrdered(t *testing.T) {
 	case <-resumed:
 	case <-time.After(50 * time.Millisecond):
 	}
-	close(w.release)
+	close(w.Release)
 	<-resumed
 	wg.Wait()
 	require.NoError(t, cerr, "resume by token while Suspend is still returning")
@@ -254,10 +254,10 @@ func TestSuspendEventsStayOrdered(t *testing.T) {
 }
 
 func TestSuspendParksReadRace(t *testing.T) {
-	w := &wire{}
-	req := parseReq(t, "INVITE")
+	w := &siptest.Wire{}
+	req := siptest.Request(t, "INVITE")
 	tt := New(Options{})
-	tx, err := tt.Add(req, newStx(t, req, w))
+	tx, err := tt.Add(req, siptest.ServerTx(t, req, w))
 	require.NoError(t, err)
 	tok := tx.Token()
 	tok.Park = 1 // the park Suspend is making
@@ -284,10 +284,10 @@ func TestSuspendParksReadRace(t *testing.T) {
 
 func TestAfterParkEnd(t *testing.T) {
 	tt := New(Options{})
-	park := func() (*Tx, Token, *wire, *sip.ServerTx) {
-		w := &wire{}
-		req := parseReq(t, "INVITE")
-		stx := newStx(t, req, w)
+	park := func() (*Tx, Token, *siptest.Wire, *sip.ServerTx) {
+		w := &siptest.Wire{}
+		req := siptest.Request(t, "INVITE")
+		stx := siptest.ServerTx(t, req, w)
 		tx, err := tt.Add(req, stx)
 		require.NoError(t, err)
 		tok, err := tt.Suspend(tx, Suspension{})
@@ -307,7 +307,7 @@ func TestAfterParkEnd(t *testing.T) {
 	tx, tok, _, stx := park()
 	ran := make(chan struct{})
 	stop := tx.AfterParkEnd(tok, func() { close(ran) })
-	require.NoError(t, stx.Receive(cancelOf(t, tx.Request())))
+	require.NoError(t, stx.Receive(siptest.CancelOf(t, tx.Request())))
 	wait(ran, "CANCEL")
 	assert.True(t, !stop(), "stop after the hook started reports false")
 

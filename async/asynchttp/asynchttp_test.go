@@ -20,6 +20,7 @@ import (
 
 	"github.com/sipasync/sipasync/async"
 	"github.com/sipasync/sipasync/async/asynchttp"
+	"github.com/sipasync/sipasync/internal/siptest"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/transaction"
 )
@@ -87,8 +88,8 @@ func (h *holder) waitArrived(t testing.TB, n int) {
 	for range n {
 		select {
 		case <-h.arrived:
-		case <-time.After(waitFor):
-			t.Fatalf("fewer than %d requests reached the server within %s", n, waitFor)
+		case <-time.After(siptest.WaitFor):
+			t.Fatalf("fewer than %d requests reached the server within %s", n, siptest.WaitFor)
 		}
 	}
 }
@@ -119,9 +120,9 @@ func TestFastAnswerResumesRoute(t *testing.T) {
 	require.Equal(t, `{"action":"relay"}`, string(r.result.Body))
 	require.Equal(t, "relay", r.result.Header.Get("X-Decision"))
 	require.Positive(t, r.result.Duration)
-	require.Equal(t, []int{100, 200}, w.codes(), "100 Trying at the park, then the route's answer")
+	require.Equal(t, []int{100, 200}, w.Codes(), "100 Trying at the park, then the route's answer")
 
-	eventually(t, "the request's goroutine ends", func() bool { return cl.Stats().Resumed == 1 })
+	siptest.Eventually(t, "the request's goroutine ends", func() bool { return cl.Stats().Resumed == 1 })
 	s := cl.Stats()
 	require.Zero(t, s.InFlight)
 	require.Equal(t, uint64(1), s.Requests)
@@ -144,7 +145,7 @@ func TestNon2xxIsAResultNotAnError(t *testing.T) {
 	require.NoError(t, r.result.Err)
 	require.Equal(t, 500, r.result.Status)
 	require.Equal(t, "boom\n", string(r.result.Body))
-	eventually(t, "counted", func() bool { return cl.Stats().Classes[5] == 1 })
+	siptest.Eventually(t, "counted", func() bool { return cl.Stats().Classes[5] == 1 })
 }
 
 func TestTimeoutRoutePassesAndLateAnswerIsCounted(t *testing.T) {
@@ -174,10 +175,10 @@ func TestTimeoutRoutePassesAndLateAnswerIsCounted(t *testing.T) {
 	require.True(t, r.ok)
 	require.ErrorIs(t, r.result.Err, asynchttp.ErrTimeout)
 	require.True(t, r.result.Timeout)
-	require.Equal(t, []int{100, 504}, w.codes())
+	require.Equal(t, []int{100, 504}, w.Codes())
 
-	eventually(t, "the abandoned request is counted late", func() bool { return cl.Stats().Late == 1 })
-	eventually(t, "the server sees its request abandoned", func() bool { return slow.aborted.Load() == 1 })
+	siptest.Eventually(t, "the abandoned request is counted late", func() bool { return cl.Stats().Late == 1 })
+	siptest.Eventually(t, "the server sees its request abandoned", func() bool { return slow.aborted.Load() == 1 })
 	s := cl.Stats()
 	require.Zero(t, s.InFlight)
 	require.Equal(t, uint64(1), s.Timeouts, "abandoned at the park's timeout: a timeout")
@@ -201,7 +202,7 @@ func TestRequestDeadlineResumesWithTimeout(t *testing.T) {
 	require.ErrorIs(t, r.result.Err, asynchttp.ErrTimeout)
 	require.True(t, r.result.Timeout)
 	require.GreaterOrEqual(t, r.result.Duration, 50*time.Millisecond)
-	eventually(t, "counted", func() bool { s := cl.Stats(); return s.Timeouts == 1 && s.Resumed == 1 })
+	siptest.Eventually(t, "counted", func() bool { s := cl.Stats(); return s.Timeouts == 1 && s.Resumed == 1 })
 	require.Zero(t, cl.Stats().Late)
 }
 
@@ -224,7 +225,7 @@ func TestConnectionErrorSetsErr(t *testing.T) {
 	require.Zero(t, r.result.Status)
 	var opErr *net.OpError
 	require.ErrorAs(t, r.result.Err, &opErr, "the cause is wrapped")
-	eventually(t, "counted", func() bool { return cl.Stats().TransportErrors == 1 })
+	siptest.Eventually(t, "counted", func() bool { return cl.Stats().TransportErrors == 1 })
 }
 
 func TestBodyCap(t *testing.T) {
@@ -262,7 +263,7 @@ func TestBodyCap(t *testing.T) {
 			}
 			require.ErrorIs(t, r.result.Err, asynchttp.ErrBodyTooLarge)
 			require.Nil(t, r.result.Body, "a body over the cap is dropped, not truncated")
-			eventually(t, "counted", func() bool { return cl.Stats().BodyTooLarge == 1 })
+			siptest.Eventually(t, "counted", func() bool { return cl.Stats().BodyTooLarge == 1 })
 		})
 	}
 }
@@ -286,7 +287,7 @@ func TestOverMaxInFlightIsBusyAndParksNothing(t *testing.T) {
 	require.ErrorIs(t, err, asynchttp.ErrBusy)
 	require.Equal(t, transaction.Live, tx.State(), "nothing parked: the caller still owns it")
 	require.NotEqual(t, routes.OutcomeParked, c.Outcome())
-	require.Empty(t, w.codes(), "not even a 100 Trying: nothing was parked")
+	require.Empty(t, w.Codes(), "not even a 100 Trying: nothing was parked")
 	require.Equal(t, 2, h.tbl.Stats().Parked)
 	require.Equal(t, uint64(1), cl.Stats().Busy)
 	require.Equal(t, uint64(2), cl.Stats().Requests)
@@ -294,7 +295,7 @@ func TestOverMaxInFlightIsBusyAndParksNothing(t *testing.T) {
 	hold.open()
 	h.next()
 	h.next()
-	eventually(t, "the slots are free again", func() bool { return cl.Stats().InFlight == 0 })
+	siptest.Eventually(t, "the slots are free again", func() bool { return cl.Stats().InFlight == 0 })
 	// With the slots back, the refused call can ask again.
 	require.NoError(t, cl.Do(c, get(t, srv.URL), "LOOKUP", 5*time.Second))
 	require.Same(t, tx, h.next().tx)
@@ -324,7 +325,7 @@ func TestSequentialRequestsReuseOneConnection(t *testing.T) {
 		require.NoError(t, r.result.Err, "request %d", i)
 		// The next request goes once this one has given its connection
 		// back (after reading the body to its end).
-		eventually(t, "the request ends", func() bool { return cl.Stats().Resumed == uint64(i+1) })
+		siptest.Eventually(t, "the request ends", func() bool { return cl.Stats().Resumed == uint64(i+1) })
 	}
 	require.Equal(t, int64(1), conns.Load(), "%d sequential requests over one keep-alive connection", n)
 }
@@ -340,15 +341,15 @@ func TestCancelWhileWaitingAbortsTheRequest(t *testing.T) {
 	require.NoError(t, cl.Do(c, get(t, srv.URL), "LOOKUP", 60*time.Second))
 	hold.waitArrived(t, 1)
 
-	require.NoError(t, tx.ServerTx().Receive(cancelOf(t, tx.Request())))
-	eventually(t, "the server sees the request canceled", func() bool { return hold.aborted.Load() == 1 })
-	eventually(t, "the request's goroutine ends", func() bool { return cl.Stats().Late == 1 })
+	require.NoError(t, tx.ServerTx().Receive(siptest.CancelOf(t, tx.Request())))
+	siptest.Eventually(t, "the server sees the request canceled", func() bool { return hold.aborted.Load() == 1 })
+	siptest.Eventually(t, "the request's goroutine ends", func() bool { return cl.Stats().Late == 1 })
 	s := cl.Stats()
 	require.Equal(t, uint64(1), s.Canceled)
 	require.Zero(t, s.InFlight)
 	require.Zero(t, s.Resumed)
 	require.Equal(t, transaction.Done, tx.State())
-	require.Equal(t, []int{100, 487}, w.codes(), "nothing but the 487 goes out")
+	require.Equal(t, []int{100, 487}, w.Codes(), "nothing but the 487 goes out")
 	h.noRun()
 	require.Zero(t, hold.answered.Load())
 }
@@ -365,9 +366,9 @@ func TestParkAnsweredAtShutdownAbortsTheRequest(t *testing.T) {
 	require.NoError(t, cl.Do(c, get(t, srv.URL), "LOOKUP", 60*time.Second))
 	hold.waitArrived(t, 1)
 	require.Equal(t, 1, h.e.Stop())
-	eventually(t, "the request is abandoned", func() bool { return cl.Stats().Late == 1 })
+	siptest.Eventually(t, "the request is abandoned", func() bool { return cl.Stats().Late == 1 })
 	require.Equal(t, uint64(1), cl.Stats().Canceled)
-	require.Equal(t, []int{100, 503}, w.codes())
+	require.Equal(t, []int{100, 503}, w.Codes())
 }
 
 func TestCloseCancelsAndLeavesNoGoroutine(t *testing.T) {
@@ -532,7 +533,7 @@ func TestMetrics(t *testing.T) {
 		require.NoError(t, cl.Do(c, get(t, srv.URL+q), "LOOKUP", 5*time.Second))
 		h.next()
 	}
-	eventually(t, "both resumed", func() bool { return cl.Stats().Resumed == 2 })
+	siptest.Eventually(t, "both resumed", func() bool { return cl.Stats().Resumed == 2 })
 
 	problems, err := testutil.GatherAndLint(reg)
 	require.NoError(t, err)
@@ -597,7 +598,7 @@ func TestRouteCanAskAgainFromItsResume(t *testing.T) {
 	h.next()
 	require.Equal(t, "1", <-bodies)
 	require.Equal(t, "2", <-bodies)
-	require.Equal(t, []int{100, 200}, w.codes(), "the second lookup's route answered; the first parked again")
+	require.Equal(t, []int{100, 200}, w.Codes(), "the second lookup's route answered; the first parked again")
 }
 
 // BenchmarkDoToRoute measures the time from Do to the resumed route, over

@@ -10,11 +10,6 @@ package asynchttp_test
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
-	"net"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +20,7 @@ import (
 
 	"github.com/sipasync/sipasync/async"
 	"github.com/sipasync/sipasync/async/asynchttp"
+	"github.com/sipasync/sipasync/internal/siptest"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/transaction"
 	"github.com/sipasync/sipasync/workergroups"
@@ -36,108 +32,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreCurrent())
 }
 
-var discard = slog.New(slog.DiscardHandler)
-
-// waitFor bounds every wait on another goroutine: a guard against a hang,
-// never a timing assertion.
-const waitFor = 10 * time.Second
-
-// eventually polls cond until it holds or waitFor passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for: %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// ---- the wire ----------------------------------------------------------
-
-// wire is a sip.Connection that records the responses a server
-// transaction sends.
-type wire struct {
-	mu   sync.Mutex
-	sent []*sip.Response
-}
-
-var _ sip.Connection = (*wire)(nil)
-
-func (w *wire) LocalAddr() net.Addr {
-	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5060}
-}
-
-func (w *wire) WriteMsg(m sip.Message) error {
-	if res, ok := m.(*sip.Response); ok {
-		w.mu.Lock()
-		w.sent = append(w.sent, res)
-		w.mu.Unlock()
-	}
-	return nil
-}
-
-func (w *wire) Ref(int) int            { return 1 }
-func (w *wire) TryClose() (int, error) { return 0, nil }
-func (w *wire) Close() error           { return nil }
-
-// codes lists the status codes sent for the original request (the 200 to
-// a CANCEL left out).
-func (w *wire) codes() []int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := []int{}
-	for _, r := range w.sent {
-		if cs := r.CSeq(); cs != nil && cs.MethodName == sip.CANCEL {
-			continue
-		}
-		out = append(out, r.StatusCode)
-	}
-	return out
-}
-
-// ---- requests and server transactions ----------------------------------
-
-var callSeq atomic.Int64
-
-// parseReq builds a request over TCP with a fresh branch and Call-ID.
-func parseReq(t testing.TB, method string) *sip.Request {
-	t.Helper()
-	n := callSeq.Add(1)
-	raw := fmt.Sprintf("%[1]s sip:bob@example.com SIP/2.0\r\n"+
-		"Via: SIP/2.0/TCP 10.0.0.1:5060;branch=z9hG4bK-%[1]s-%[2]d\r\n"+
-		"Max-Forwards: 70\r\n"+
-		"From: <sip:alice@example.com>;tag=a%[2]d\r\n"+
-		"To: <sip:bob@example.com>\r\n"+
-		"Call-ID: call-%[2]d@10.0.0.1\r\n"+
-		"CSeq: 1 %[1]s\r\n"+
-		"Content-Length: 0\r\n\r\n", method, n)
-	msg, err := sip.NewParser().ParseSIP([]byte(raw))
-	require.NoError(t, err, "parse %s", method)
-	req := msg.(*sip.Request)
-	req.SetTransport("TCP")
-	req.SetSource("10.0.0.1:5060")
-	return req
-}
-
-// cancelOf builds the CANCEL of an INVITE (same branch, CSeq method CANCEL).
-func cancelOf(t testing.TB, inv *sip.Request) *sip.Request {
-	t.Helper()
-	raw := "CANCEL sip:bob@example.com SIP/2.0\r\n" +
-		"Via: " + inv.Via().Value() + "\r\n" +
-		"Max-Forwards: 70\r\n" +
-		"From: " + inv.From().Value() + "\r\n" +
-		"To: <sip:bob@example.com>\r\n" +
-		"Call-ID: " + inv.CallID().Value() + "\r\n" +
-		"CSeq: 1 CANCEL\r\n" +
-		"Content-Length: 0\r\n\r\n"
-	msg, err := sip.NewParser().ParseSIP([]byte(raw))
-	require.NoError(t, err, "parse CANCEL")
-	req := msg.(*sip.Request)
-	req.SetTransport("TCP")
-	return req
-}
+var discard = siptest.Discard
 
 // ---- the fake proxy ----------------------------------------------------
 
@@ -241,7 +136,7 @@ func newHarness(t testing.TB) *harness {
 func (h *harness) close() {
 	h.cancel()
 	h.e.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	ctx, cancel := context.WithTimeout(context.Background(), siptest.WaitFor)
 	defer cancel()
 	if _, err := h.groups.Stop(ctx); err != nil {
 		h.t.Errorf("worker groups did not stop: %v", err)
@@ -268,16 +163,11 @@ func (h *harness) ctxOf(tx *transaction.Tx, kind routes.Kind, name string) *rout
 
 // request enters a new transaction (a real server transaction over a
 // recording wire) and returns the Context of its request_route run.
-func (h *harness) request(method string) (*transaction.Tx, *routes.Context, *wire) {
+func (h *harness) request(method string) (*transaction.Tx, *routes.Context, *siptest.Wire) {
 	h.t.Helper()
-	w := &wire{}
-	req := parseReq(h.t, method)
-	key, err := sip.ServerTxKeyMake(req)
-	require.NoError(h.t, err)
-	stx := sip.NewServerTx(key, req, w, discard)
-	require.NoError(h.t, stx.Init())
-	h.t.Cleanup(stx.Terminate)
-	tx, err := h.tbl.Add(req, stx)
+	w := &siptest.Wire{}
+	req := siptest.Request(h.t, method)
+	tx, err := h.tbl.Add(req, siptest.ServerTx(h.t, req, w))
 	require.NoError(h.t, err)
 	return tx, h.ctxOf(tx, routes.KindRequest, ""), w
 }
@@ -288,8 +178,8 @@ func (h *harness) next() run {
 	select {
 	case r := <-h.r.runs:
 		return r
-	case <-time.After(waitFor):
-		h.t.Fatalf("no route ran within %s", waitFor)
+	case <-time.After(siptest.WaitFor):
+		h.t.Fatalf("no route ran within %s", siptest.WaitFor)
 		return run{}
 	}
 }
