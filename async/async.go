@@ -28,6 +28,7 @@ import (
 	"github.com/benbjohnson/clock"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/sipasync/sipasync/internal/lograte"
 	"github.com/sipasync/sipasync/observe"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/timerwheel"
@@ -183,9 +184,9 @@ type Engine struct {
 		timeoutRoutes                              atomic.Uint64
 		data, dataRejected, tkv, tkvRejected       atomic.Uint64
 	}
-	rejectLog atomic.Int64 // unix ns of the last "resume refused" line
-	started   atomic.Bool
-	tkvs      observe.List[TKV]
+	logLimit *lograte.Limiter // one "resume refused" line a second
+	started  atomic.Bool
+	tkvs     observe.List[TKV]
 }
 
 // TKVs is the list of observers of every emitted tkv record, after its
@@ -212,7 +213,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.ModuleWorkers <= 0 {
 		cfg.ModuleWorkers = runtime.GOMAXPROCS(0)
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger}
+	e := &Engine{cfg: cfg, log: cfg.Logger, logLimit: lograte.New(cfg.Clock, time.Second)}
 	e.tkvs.Add(cfg.OnTKV)
 	tick := cfg.MsTimer
 	if tick == 0 {
@@ -320,19 +321,18 @@ func (e *Engine) dispatch(it item) {
 		n := e.stats.rejected.Add(1)
 		tx, _ := e.cfg.Table.Get(it.tok)
 		if e.cfg.Table.Abort(it.tok, sip.StatusServiceUnavailable, "Service Unavailable",
-			sip.NewHeader("Retry-After", "1")) && e.logDue(&e.rejectLog) {
+			sip.NewHeader("Retry-After", "1")) && e.logDue() {
 			e.log.Warn("resume refused: module workers saturated, answered 503 (logged at most once a second)",
 				append(txAttrs(tx, it.tok), "rejected_total", n)...)
 		}
 	}
 }
 
-// logDue reports whether a rate-limited line may be logged now (at most
-// once a second), so an overload does not flood the log.
-func (e *Engine) logDue(last *atomic.Int64) bool {
-	now := e.cfg.Clock.Now().UnixNano()
-	prev := last.Load()
-	return now-prev >= int64(time.Second) && last.CompareAndSwap(prev, now)
+// logDue reports whether a "resume refused" line may be logged now (at
+// most once a second), so an overload does not flood the log.
+func (e *Engine) logDue() bool {
+	ok, _ := e.logLimit.Allow("rejected")
+	return ok
 }
 
 // txAttrs are the log attributes of one park: Call-ID, the transaction's
@@ -440,7 +440,7 @@ func (e *Engine) Continue(tok transaction.Token, route string, value any) error 
 		n := e.stats.rejected.Add(1)
 		_ = tx.Reply(sip.StatusServiceUnavailable, "Service Unavailable", nil, sip.NewHeader("Retry-After", "1"))
 		e.cfg.Table.Finish(tx)
-		if e.logDue(&e.rejectLog) {
+		if e.logDue() {
 			e.log.Warn("resume refused: module workers saturated, answered 503 (logged at most once a second)",
 				append(txAttrs(tx, tok), "rejected_total", n)...)
 		}

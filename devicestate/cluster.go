@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sipasync/sipasync/internal/lograte"
 )
 
 // Cluster defaults.
@@ -160,8 +162,7 @@ type cluster struct {
 	lastHB   time.Time
 	lastFull time.Time
 
-	logMu   sync.Mutex
-	lastLog map[string]time.Time
+	logLimit *lograte.Limiter
 }
 
 func newCluster(n *Node, o ClusterOptions) (*cluster, error) {
@@ -189,7 +190,7 @@ func newCluster(n *Node, o ClusterOptions) (*cluster, error) {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	c := &cluster{n: n, o: o, boot: hex.EncodeToString(b), kickc: make(chan struct{}, 1),
-		setupc: make(chan struct{}, 1), lastLog: map[string]time.Time{}}
+		setupc: make(chan struct{}, 1), logLimit: lograte.New(nil, time.Second)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if o.Conn != nil {
 		c.nc = o.Conn
@@ -238,14 +239,9 @@ func (c *cluster) start() {
 
 // logErr logs an error at most once a second per kind.
 func (c *cluster) logErr(kind, msg string, err error) {
-	c.logMu.Lock()
-	now := time.Now()
-	if now.Sub(c.lastLog[kind]) < time.Second {
-		c.logMu.Unlock()
+	if ok, _ := c.logLimit.Allow(kind); !ok {
 		return
 	}
-	c.lastLog[kind] = now
-	c.logMu.Unlock()
 	c.n.log.Warn("devicestate: "+msg, "error", err)
 }
 

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sipasync/sipasync/internal/lograte"
 )
 
 // Handler is called for each message delivered to a subscription: sub is the
@@ -176,8 +178,8 @@ type queue struct {
 	maxDepth  int
 	delivered uint64
 	dropped   uint64
-	dropsLog  uint64 // drops since the last drop log line
-	lastLog   time.Time
+	dropsLog  uint64           // drops since the last drop log line
+	dropLimit *lograte.Limiter // one drop line per drop-log interval
 }
 
 // Subscribe starts a subscription to t. The handler runs on the
@@ -236,7 +238,8 @@ func (t *Topic) subscribe(h Handler, accepts func(*MessageType) bool, opts []Sub
 		s.key = c.key
 	}
 	for i := range s.queues {
-		q := &queue{s: s, wake: make(chan struct{}, 1), buf: make([]*Message, c.capacity+1)}
+		q := &queue{s: s, wake: make(chan struct{}, 1), buf: make([]*Message, c.capacity+1),
+			dropLimit: lograte.New(t.bus.clock, t.bus.dropLogEvery)}
 		q.notFull.L = &q.mu
 		s.queues[i] = q
 	}
@@ -398,12 +401,10 @@ func (q *queue) drop() {
 	s := q.s
 	q.dropped++
 	q.dropsLog++
-	now := s.bus.clock.Now()
-	if !q.lastLog.IsZero() && now.Sub(q.lastLog) < s.bus.dropLogEvery {
+	if ok, _ := q.dropLimit.Allow(""); !ok {
 		q.mu.Unlock()
 		return
 	}
-	q.lastLog = now
 	since, total := q.dropsLog, q.dropped
 	q.dropsLog = 0
 	q.mu.Unlock()

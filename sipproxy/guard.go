@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/benbjohnson/clock"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipasync/sipasync/internal/lograte"
 )
 
 // The guard is what the proxy does with messages it will not route:
@@ -72,7 +73,7 @@ type guard struct {
 	malformed, malformedDropped atomic.Uint64
 	tooLarge, tooLargeDropped   atomic.Uint64
 	shed, shedDropped, shedACKs atomic.Uint64
-	lastWarn                    atomic.Int64
+	warnLimit                   *lograte.Limiter
 	tags                        atomic.Uint64
 	overload                    *overload // nil: overload control off
 	acks                        *ackGate  // told when an expected ACK is read
@@ -91,7 +92,7 @@ func newGuard(maxSize, maxHeaders int, log *slog.Logger, clk clock.Clock) *guard
 	}
 	g := &guard{maxSize: maxSize, maxHeaders: maxHeaders, log: log, clock: clk,
 		streams: map[*guardConn]struct{}{}}
-	g.lastWarn.Store(math.MinInt64) // never warned
+	g.warnLimit = lograte.New(g.clock, time.Second)
 	return g
 }
 
@@ -201,9 +202,7 @@ func (g *guard) toTag() string { return "sa-" + strconv.FormatUint(g.tags.Add(1)
 // warn logs a refusal at most once a second at Warn (with the totals); the
 // others go to Debug, so a flood of bad input cannot flood the log.
 func (g *guard) warn(msg, why, what string) {
-	now := g.clock.Now().UnixNano()
-	last := g.lastWarn.Load()
-	if now < last+int64(time.Second) || !g.lastWarn.CompareAndSwap(last, now) {
+	if ok, _ := g.warnLimit.Allow("refused"); !ok {
 		g.log.Debug(msg, "why", why, "message", what)
 		return
 	}

@@ -26,6 +26,8 @@ import (
 	"github.com/benbjohnson/clock"
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipasync/sipasync/internal/lograte"
 	"github.com/sipasync/sipasync/observe"
 	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/transaction"
@@ -137,6 +139,8 @@ type Proxy struct {
 	asyncMu sync.Mutex
 	async   any // the async engine route Contexts park on (SetAsync)
 
+	logLimit *lograte.Limiter // ERROR lines of route programming errors
+
 	calls    observe.List[observe.Call]
 	requests observe.List[*sip.Request]
 
@@ -153,7 +157,6 @@ type Proxy struct {
 		panics, unmatched, stray, strayForwarded, rejected503, acks atomic.Uint64
 		activeRelays                                                atomic.Int64
 		routeErrors                                                 [len(RouteErrorKinds)]atomic.Uint64
-		routeErrorLog                                               [len(RouteErrorKinds)]atomic.Int64
 	}
 }
 
@@ -196,7 +199,7 @@ func New(cfg Config, table *routes.Table) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{
-		cfg: cfg, log: cfg.Logger, clock: cfg.Clock, routes: table,
+		cfg: cfg, log: cfg.Logger, clock: cfg.Clock, routes: table, logLimit: lograte.New(cfg.Clock, time.Second),
 		myself:   map[string]bool{"localhost": true},
 		listenBy: map[string]Listen{},
 		relaySem: make(chan struct{}, cfg.MaxRelays),
@@ -652,9 +655,7 @@ func (p *Proxy) routeError(c *routes.Context, err error) {
 		}
 	}
 	n := p.stats.routeErrors[i].Add(1)
-	now := p.clock.Now().UnixNano() + 1 // never 0, which means "not logged yet"
-	last := p.stats.routeErrorLog[i].Load()
-	if (last != 0 && now-last < int64(time.Second)) || !p.stats.routeErrorLog[i].CompareAndSwap(last, now) {
+	if ok, _ := p.logLimit.Allow("route:" + RouteErrorKinds[i]); !ok {
 		return
 	}
 	c.Logger().Error("route programming error (logged at most once a second per kind)",

@@ -19,6 +19,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/sipasync/sipasync/eventbus/evi"
+	"github.com/sipasync/sipasync/internal/lograte"
 )
 
 var (
@@ -75,9 +76,7 @@ type Transport struct {
 	dropped, tooLarge, failed                        atomic.Uint64
 	reconnects, connectFailures                      atomic.Uint64
 
-	logMu      sync.Mutex
-	lastLog    map[string]time.Time
-	suppressed map[string]uint64
+	logLimit *lograte.Limiter
 }
 
 type itemState uint8
@@ -117,17 +116,16 @@ func NewTransport(s evi.Socket, opts Options) (*Transport, error) {
 	var rnd [6]byte
 	_, _ = crand.Read(rnd[:])
 	t := &Transport{
-		set:        set,
-		socket:     s.String(),
-		log:        set.Logger,
-		idPrefix:   hex.EncodeToString(rnd[:]),
-		returned:   make(map[string]struct{}),
-		wake:       make(chan struct{}, 1),
-		closingCh:  make(chan struct{}),
-		force:      make(chan struct{}),
-		done:       make(chan struct{}),
-		lastLog:    make(map[string]time.Time),
-		suppressed: make(map[string]uint64),
+		set:       set,
+		socket:    s.String(),
+		log:       set.Logger,
+		idPrefix:  hex.EncodeToString(rnd[:]),
+		returned:  make(map[string]struct{}),
+		wake:      make(chan struct{}, 1),
+		closingCh: make(chan struct{}),
+		force:     make(chan struct{}),
+		done:      make(chan struct{}),
+		logLimit:  lograte.New(set.Clock, time.Second),
 	}
 	if a.Password != DefaultPass && len(a.Password) >= 3 {
 		t.secret = a.Password
@@ -786,17 +784,10 @@ func (t *Transport) stateLog(kind string, lvl slog.Level, msg string, attrs ...s
 }
 
 func (t *Transport) limitedLog(kind string, lvl slog.Level, msg string, attrs ...slog.Attr) {
-	t.logMu.Lock()
-	now := t.set.Clock.Now()
-	if last, ok := t.lastLog[kind]; ok && now.Sub(last) < time.Second {
-		t.suppressed[kind]++
-		t.logMu.Unlock()
+	ok, skipped := t.logLimit.Allow(kind)
+	if !ok {
 		return
 	}
-	t.lastLog[kind] = now
-	skipped := t.suppressed[kind]
-	t.suppressed[kind] = 0
-	t.logMu.Unlock()
 	attrs = append([]slog.Attr{slog.String("socket", t.socket)}, attrs...)
 	if skipped > 0 {
 		attrs = append(attrs, slog.Uint64("not_logged", skipped))
