@@ -291,7 +291,7 @@ func (e *Engine) refuse(err error) error {
 	return err
 }
 
-// Host is what a route Context's engine (routes.Engine: the proxy)
+// Host is what a route Context's engine (routes.Proxy: the proxy)
 // implements to carry the async engine: New attaches the engine to its
 // Runner when the Runner is a Host, so parking calls find the engine
 // through the Context by construction, with no context value to forget.
@@ -303,9 +303,9 @@ type Host interface {
 }
 
 // EngineOf returns the engine a route Context parks on: the one attached
-// to the Context's routes.Engine (see Host).
+// to the Context's routes.Proxy (see Host).
 func EngineOf(c *routes.Context) (*Engine, error) {
-	if h, ok := c.Engine().(Host); ok {
+	if h, ok := c.Proxy().(Host); ok {
 		if e, ok := h.Async().(*Engine); ok && e != nil {
 			return e, nil
 		}

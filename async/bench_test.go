@@ -61,7 +61,7 @@ func BenchmarkExternalResume(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				c := routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Engine: h.fe, Kind: routes.KindRequest, Tx: tx, Logger: discard})
+				c := routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Proxy: h.fe, Kind: routes.KindRequest, Tx: tx, Logger: discard})
 				tok, err := async.Suspend(c, "R", nil)
 				if err != nil {
 					b.Fatal(err)

@@ -226,7 +226,7 @@ func TestFailureRouteParkHoldsTheResponse(t *testing.T) {
 	})
 	tx, w := h.newTx("INVITE")
 	res := sip.NewResponseFromRequest(tx.Request(), 486, "Busy Here", nil)
-	c := routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Engine: h.fe, Kind: routes.KindFailure, Name: "MISSED",
+	c := routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Proxy: h.fe, Kind: routes.KindFailure, Name: "MISSED",
 		Tx: tx, Response: res, Logger: discard})
 	tok, err := async.Suspend(c, "NEXT", nil)
 	require.NoError(t, err)
@@ -244,7 +244,7 @@ func TestSleepFromFailureRouteKeepsKindAndResponse(t *testing.T) {
 	h := newHarness(t, opts{})
 	tx, _ := h.newTx("INVITE")
 	res := sip.NewResponseFromRequest(tx.Request(), 408, "Request Timeout", nil)
-	c := routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Engine: h.fe, Kind: routes.KindFailure, Name: "MISSED",
+	c := routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Proxy: h.fe, Kind: routes.KindFailure, Name: "MISSED",
 		Tx: tx, Response: res, Logger: discard})
 	seen := make(chan *routes.Context, 1)
 	require.NoError(t, async.MsSleep(c, 50*time.Millisecond, func(c2 *routes.Context) error {

@@ -76,7 +76,7 @@ func (r *runner) RunHandler(tx *transaction.Tx, kind routes.Kind, name string, h
 
 func (r *runner) runTx(tx *transaction.Tx, kind routes.Kind, name string, h routes.Handler, res *sip.Response) {
 	reason, value := tx.ResumeReason()
-	c := routes.NewContext(routes.ContextOptions{Ctx: r.h.ctx, Engine: r.h.fe, Kind: kind, Name: name,
+	c := routes.NewContext(routes.ContextOptions{Ctx: r.h.ctx, Proxy: r.h.fe, Kind: kind, Name: name,
 		Tx: tx, Response: res, Logger: discard})
 	rec := run{kind: kind, name: name, tx: tx, reason: reason, value: value, req: tx.Request(), handler: h != nil, res: res}
 	var err error
@@ -103,7 +103,7 @@ func (r *runner) RunDetached(kind routes.Kind, name string, req *sip.Request, da
 	if err != nil {
 		return err
 	}
-	c := routes.NewContext(routes.ContextOptions{Ctx: r.h.ctx, Engine: r.h.fe, Kind: kind, Name: name,
+	c := routes.NewContext(routes.ContextOptions{Ctx: r.h.ctx, Proxy: r.h.fe, Kind: kind, Name: name,
 		Request: req, Logger: discard, Data: data})
 	err = h.ServeSIP(c)
 	r.record(run{kind: kind, name: name, data: data, req: req, detached: true, outcome: c.Outcome(), err: err})
@@ -278,7 +278,7 @@ func (h *harness) newTx(method string) (*transaction.Tx, *siptest.Wire) {
 
 // ctxOf returns the Context of a run of kind[name] on tx, under the engine.
 func (h *harness) ctxOf(tx *transaction.Tx, kind routes.Kind, name string) *routes.Context {
-	return routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Engine: h.fe, Kind: kind, Name: name,
+	return routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Proxy: h.fe, Kind: kind, Name: name,
 		Tx: tx, Logger: discard})
 }
 

@@ -126,7 +126,7 @@ func TestSuspendResumeCyclesLeakNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Engine: h.fe, Kind: routes.KindRequest, Tx: tx, Logger: discard})
+		c := routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Proxy: h.fe, Kind: routes.KindRequest, Tx: tx, Logger: discard})
 		tok, err := async.Suspend(c, "R", nil)
 		if err != nil {
 			t.Fatal(err)

@@ -206,10 +206,10 @@ func TestUnknownGroup(t *testing.T) {
 
 func TestNoEngine(t *testing.T) {
 	h := stdHarness(t, opts{})
-	// No routes.Engine at all; one that carries no async engine (a Host
+	// No routes.Proxy at all; one that carries no async engine (a Host
 	// with nothing attached); one that is not a Host.
-	type plain struct{ routes.Engine }
-	for name, eng := range map[string]routes.Engine{"nil": nil, "nothing attached": &fakeEngine{routes: h.routes},
+	type plain struct{ routes.Proxy }
+	for name, eng := range map[string]routes.Proxy{"nil": nil, "nothing attached": &fakeEngine{routes: h.routes},
 		"not a host": plain{h.fe}} {
 		calls := everyParking()
 		for k, v := range everyDataCall() {
@@ -217,11 +217,11 @@ func TestNoEngine(t *testing.T) {
 		}
 		for fn, call := range calls {
 			tx, _ := h.newTx("MESSAGE")
-			c := routes.NewContext(routes.ContextOptions{Engine: eng, Kind: routes.KindRequest, Tx: tx, Logger: discard})
+			c := routes.NewContext(routes.ContextOptions{Proxy: eng, Kind: routes.KindRequest, Tx: tx, Logger: discard})
 			require.ErrorIs(t, call(c), async.ErrNoEngine, "%s: %s", name, fn)
 			h.requireNotParked(tx, c, fn)
 		}
-		_, err := async.EngineOf(routes.NewContext(routes.ContextOptions{Engine: eng}))
+		_, err := async.EngineOf(routes.NewContext(routes.ContextOptions{Proxy: eng}))
 		require.ErrorIs(t, err, async.ErrNoEngine, name)
 	}
 	e, err := async.EngineOf(h.ctxOf(nil, routes.KindEvent, "x"))
@@ -242,7 +242,7 @@ func TestNoTransaction(t *testing.T) {
 			return bare, h.ctxOf(bare, routes.KindRequest, "")
 		},
 		"no tx": func() (*transaction.Tx, *routes.Context) {
-			return nil, routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Engine: h.fe, Kind: routes.KindRequest,
+			return nil, routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Proxy: h.fe, Kind: routes.KindRequest,
 				Request: siptest.Request(t, "MESSAGE"), Logger: discard})
 		},
 		"ACK": func() (*transaction.Tx, *routes.Context) {
@@ -262,7 +262,7 @@ func TestNoTransaction(t *testing.T) {
 func TestParkingRouteKinds(t *testing.T) {
 	h := stdHarness(t, opts{})
 	ctxWith := func(tx *transaction.Tx, kind routes.Kind, res *sip.Response) *routes.Context {
-		return routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Engine: h.fe, Kind: kind, Name: "X",
+		return routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Proxy: h.fe, Kind: kind, Name: "X",
 			Tx: tx, Response: res, Logger: discard})
 	}
 	// Refused: an event route; a failure or reply route with no final
@@ -317,7 +317,7 @@ func TestDataCallsFromAnyRoute(t *testing.T) {
 			h.requireNotParked(tx, c, fmt.Sprintf("%s from %s", fn, kind))
 			want++
 			// And from a route with no transaction (a data task, an event).
-			c = routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Engine: h.fe, Kind: kind, Name: "X", Logger: discard})
+			c = routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Proxy: h.fe, Kind: kind, Name: "X", Logger: discard})
 			require.NoError(t, call(c), "%s from %s without a transaction", fn, kind)
 			want++
 		}

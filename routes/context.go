@@ -10,16 +10,16 @@ import (
 	"github.com/sipasync/sipasync/transaction"
 )
 
-// ErrNoEngine is returned by actions of a Context that has no engine.
-var ErrNoEngine = errors.New("routes: context has no engine")
+// ErrNoProxy is returned by actions of a Context that has no proxy.
+var ErrNoProxy = errors.New("routes: context has no proxy")
 
 // ErrNoTransaction is returned by actions that need a transaction in a route
 // that runs without one (a data task or an event route).
 var ErrNoTransaction = errors.New("routes: no transaction in this route")
 
-// Engine carries out the actions of a Context. The proxy implements it; tests
-// may use a recorder.
-type Engine interface {
+// Proxy carries out the actions of a Context: sipproxy.Proxy implements
+// it; tests may use a recorder.
+type Proxy interface {
 	// Reply answers the transaction.
 	Reply(c *Context, code int, reason string, body []byte, hdrs ...sip.Header) error
 	// Relay forwards the request statefully to dst ("host:port", or "" for
@@ -34,7 +34,7 @@ type Outcome uint8
 
 // Outcomes.
 const (
-	OutcomeNone    Outcome = iota // nothing yet: the engine answers 500 when the route returns
+	OutcomeNone    Outcome = iota // nothing yet: the proxy answers 500 when the route returns
 	OutcomeReplied                // a final response was sent
 	OutcomeRelayed                // the request went downstream
 	OutcomeDropped                // dropped on purpose, nothing sent
@@ -45,16 +45,16 @@ const (
 // attributes and the actions. A Context belongs to one run of one route and
 // to one goroutine; do not keep it after the handler returns.
 type Context struct {
-	ctx    context.Context
-	engine Engine
-	kind   Kind
-	name   string
-	req    *sip.Request
-	res    *sip.Response
-	tx     *transaction.Tx
-	log    *slog.Logger
-	logTx  bool // log already carries the transaction's attributes
-	data   any
+	ctx   context.Context
+	proxy Proxy
+	kind  Kind
+	name  string
+	req   *sip.Request
+	res   *sip.Response
+	tx    *transaction.Tx
+	log   *slog.Logger
+	logTx bool // log already carries the transaction's attributes
+	data  any
 
 	outcome      Outcome
 	recordRoute  bool
@@ -66,10 +66,10 @@ type Context struct {
 	localAttrs map[string]any
 }
 
-// ContextOptions build a Context; engines use NewContext.
+// ContextOptions build a Context; proxies use NewContext.
 type ContextOptions struct {
 	Ctx      context.Context
-	Engine   Engine
+	Proxy    Proxy
 	Kind     Kind
 	Name     string
 	Request  *sip.Request
@@ -90,7 +90,7 @@ func NewContext(o ContextOptions) *Context {
 	if o.Request == nil && o.Tx != nil {
 		o.Request = o.Tx.Request()
 	}
-	return &Context{ctx: o.Ctx, engine: o.Engine, kind: o.Kind, name: o.Name,
+	return &Context{ctx: o.Ctx, proxy: o.Proxy, kind: o.Kind, name: o.Name,
 		req: o.Request, res: o.Response, tx: o.Tx, log: o.Logger, data: o.Data}
 }
 
@@ -126,8 +126,8 @@ func (c *Context) Logger() *slog.Logger {
 	return c.log
 }
 
-// Engine returns the engine that carries out actions.
-func (c *Context) Engine() Engine { return c.engine }
+// Proxy returns what carries out the Context's actions.
+func (c *Context) Proxy() Proxy { return c.proxy }
 
 // Data returns the payload of a data task (the $async(data) analog) or of an
 // event route.
@@ -192,13 +192,13 @@ func (c *Context) Reply(code int, reason string, hdrs ...sip.Header) error {
 
 // ReplyBody answers with a body.
 func (c *Context) ReplyBody(code int, reason string, body []byte, hdrs ...sip.Header) error {
-	if c.engine == nil {
-		return ErrNoEngine
+	if c.proxy == nil {
+		return ErrNoProxy
 	}
 	if c.tx == nil {
 		return ErrNoTransaction
 	}
-	if err := c.engine.Reply(c, code, reason, body, hdrs...); err != nil {
+	if err := c.proxy.Reply(c, code, reason, body, hdrs...); err != nil {
 		return err
 	}
 	if code >= 200 {
@@ -284,13 +284,13 @@ func (c *Context) Relay() error { return c.RelayTo(c.dst) }
 
 // RelayTo forwards the request statefully to dst ("host:port").
 func (c *Context) RelayTo(dst string) error {
-	if c.engine == nil {
-		return ErrNoEngine
+	if c.proxy == nil {
+		return ErrNoProxy
 	}
 	if c.tx == nil {
 		return ErrNoTransaction
 	}
-	if err := c.engine.Relay(c, dst); err != nil {
+	if err := c.proxy.Relay(c, dst); err != nil {
 		return err
 	}
 	c.outcome = OutcomeRelayed
@@ -298,7 +298,7 @@ func (c *Context) RelayTo(dst string) error {
 }
 
 // Drop ends the route without answering (the request is silently discarded
-// on purpose; the engine counts it).
+// on purpose; the proxy counts it).
 func (c *Context) Drop() { c.outcome = OutcomeDropped }
 
 // MarkParked records that the transaction was suspended and the async
@@ -320,10 +320,10 @@ func (c *Context) Outcome() Outcome { return c.outcome }
 // Route runs route[name] now, on this goroutine, with this Context (the
 // route(NAME) call of Kamailio's script).
 func (c *Context) Route(name string) error {
-	if c.engine == nil {
-		return ErrNoEngine
+	if c.proxy == nil {
+		return ErrNoProxy
 	}
-	h, err := c.engine.Routes().Lookup(KindNamed, name)
+	h, err := c.proxy.Routes().Lookup(KindNamed, name)
 	if err != nil {
 		return err
 	}

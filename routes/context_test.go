@@ -12,7 +12,7 @@ import (
 	"github.com/sipasync/sipasync/transaction"
 )
 
-// recorder is an Engine that records the actions asked of it.
+// recorder is a Proxy that records the actions asked of it.
 type recorder struct {
 	table   *Table
 	replies []replyCall
@@ -45,7 +45,7 @@ func (r *recorder) Relay(_ *Context, dst string) error {
 
 func (r *recorder) Routes() *Table { return r.table }
 
-var _ Engine = (*recorder)(nil)
+var _ Proxy = (*recorder)(nil)
 
 func newRequest() *sip.Request {
 	return sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "bob", Host: "example.com"})
@@ -65,7 +65,7 @@ func newCtx(t *testing.T) (*Context, *recorder, *transaction.Tx) {
 	t.Helper()
 	_, tx := newTx(t)
 	rec := &recorder{table: NewTable()}
-	return NewContext(ContextOptions{Engine: rec, Tx: tx, Kind: KindRequest}), rec, tx
+	return NewContext(ContextOptions{Proxy: rec, Tx: tx, Kind: KindRequest}), rec, tx
 }
 
 func TestNewContextDefaults(t *testing.T) {
@@ -73,7 +73,7 @@ func TestNewContextDefaults(t *testing.T) {
 	assert.True(t, c.Context() != nil, "a nil context becomes Background")
 	assert.True(t, c.Logger() != nil, "a nil logger becomes the default")
 	assert.True(t, c.Tx() == nil, "no transaction")
-	assert.True(t, c.Engine() == nil, "no engine")
+	assert.True(t, c.Proxy() == nil, "no engine")
 	assert.Equal(t, OutcomeNone, c.Outcome())
 
 	_, tx := newTx(t)
@@ -168,7 +168,7 @@ func TestContextProvisionalReplyDoesNotEnd(t *testing.T) {
 	assert.Equal(t, OutcomeReplied, c.Outcome(), "200 is the first final code")
 }
 
-func TestContextReplyEngineError(t *testing.T) {
+func TestContextReplyProxyError(t *testing.T) {
 	c, rec, _ := newCtx(t)
 	rec.err = errors.New("transport down")
 	assert.ErrorIs(t, c.Reply(200, "OK"), rec.err)
@@ -196,17 +196,17 @@ func TestContextRelay(t *testing.T) {
 	assert.Equal(t, OutcomeRelayed, c.Outcome())
 }
 
-func TestContextActionsWithoutEngineOrTransaction(t *testing.T) {
+func TestContextActionsWithoutProxyOrTransaction(t *testing.T) {
 	_, tx := newTx(t)
-	noEngine := NewContext(ContextOptions{Tx: tx})
-	assert.ErrorIs(t, noEngine.Reply(200, "OK"), ErrNoEngine)
-	assert.ErrorIs(t, noEngine.Relay(), ErrNoEngine)
-	assert.ErrorIs(t, noEngine.RelayTo("10.0.0.1:5060"), ErrNoEngine)
-	assert.ErrorIs(t, noEngine.Route("X"), ErrNoEngine)
-	assert.Equal(t, OutcomeNone, noEngine.Outcome())
+	noProxy := NewContext(ContextOptions{Tx: tx})
+	assert.ErrorIs(t, noProxy.Reply(200, "OK"), ErrNoProxy)
+	assert.ErrorIs(t, noProxy.Relay(), ErrNoProxy)
+	assert.ErrorIs(t, noProxy.RelayTo("10.0.0.1:5060"), ErrNoProxy)
+	assert.ErrorIs(t, noProxy.Route("X"), ErrNoProxy)
+	assert.Equal(t, OutcomeNone, noProxy.Outcome())
 
 	rec := &recorder{table: NewTable()}
-	noTx := NewContext(ContextOptions{Engine: rec, Kind: KindEvent, Name: "core:tkv"})
+	noTx := NewContext(ContextOptions{Proxy: rec, Kind: KindEvent, Name: "core:tkv"})
 	assert.ErrorIs(t, noTx.Reply(200, "OK"), ErrNoTransaction)
 	assert.ErrorIs(t, noTx.ReplyBody(200, "OK", []byte("x")), ErrNoTransaction)
 	assert.ErrorIs(t, noTx.Relay(), ErrNoTransaction)
@@ -278,7 +278,7 @@ func TestContextRouteNestedAndError(t *testing.T) {
 		return boom
 	})))
 
-	c = NewContext(ContextOptions{Engine: rec, Tx: c.Tx(), Kind: KindFailure, Name: "MISSED"})
+	c = NewContext(ContextOptions{Proxy: rec, Tx: c.Tx(), Kind: KindFailure, Name: "MISSED"})
 	err := c.Route("OUTER")
 	assert.ErrorIs(t, err, boom, "the route's error is returned to the caller")
 	assert.Equal(t, []string{"outer:OUTER", "inner:INNER", "back:OUTER"}, trail)

@@ -94,7 +94,7 @@ func ProgrammingKind(err error) string {
 // response of the transaction) in a route.
 //
 // Returning ends this route's work on the transaction. A handler that neither
-// replied, relayed, dropped nor parked the transaction leaves the engine to
+// replied, relayed, dropped nor parked the transaction leaves the proxy to
 // answer it (500). A returned error that carries a SIP status (see Error) is
 // answered with that status; any other error with 500.
 type Handler interface {
@@ -285,7 +285,7 @@ func (t *Table) Names(k Kind) []string {
 	return out
 }
 
-// StatusError is an error that carries the SIP status the engine answers
+// StatusError is an error that carries the SIP status the proxy answers
 // with when a handler returns it.
 type StatusError struct {
 	Code   int

@@ -124,7 +124,7 @@ func (p *Proxy) ReplyOptions(c *routes.Context) error {
 // HasToTag reports whether the request is in-dialog (has_totag()).
 func HasToTag(req *sip.Request) bool {
 	to := req.To()
-	return to != nil && to.Params.Has("tag")
+	return to != nil && to.Params != nil && to.Params.Has("tag")
 }
 
 // CheckMaxForwards answers 483 when Max-Forwards is 0 and reports whether it

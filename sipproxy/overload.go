@@ -272,7 +272,7 @@ func (p *Proxy) OverloadStats() OverloadStats { return p.overload.stats() }
 // whether it did.
 func (p *Proxy) shedRequest(req *sip.Request, stx *sip.ServerTx) bool {
 	o := p.overload
-	if !o.shedding() || req.IsAck() || req.IsCancel() || inDialog(req) {
+	if !o.shedding() || req.IsAck() || req.IsCancel() || HasToTag(req) {
 		return false
 	}
 	cid := req.CallID()
@@ -289,16 +289,6 @@ func (p *Proxy) shedRequest(req *sip.Request, stx *sip.ServerTx) bool {
 		p.txs.Responses().Notify(transaction.Response{Request: req, Code: res.StatusCode})
 	}
 	return true
-}
-
-// inDialog reports whether a parsed request carries a To tag.
-func inDialog(req *sip.Request) bool {
-	to := req.To()
-	if to == nil || to.Params == nil {
-		return false
-	}
-	_, ok := to.Params.Get("tag")
-	return ok
 }
 
 // shedTag starts the To tag of a 503 the socket wrapper sends, so that the

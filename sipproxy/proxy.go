@@ -250,7 +250,7 @@ func (p *Proxy) Transactions() *transaction.Table { return p.txs }
 // Location returns the location service.
 func (p *Proxy) Location() *Location { return p.loc }
 
-// Routes returns the route table (routes.Engine).
+// Routes returns the route table (routes.Proxy).
 func (p *Proxy) Routes() *routes.Table { return p.routes }
 
 // Logger returns the proxy's logger.
@@ -534,7 +534,7 @@ func (p *Proxy) onRequest(req *sip.Request, stx *sip.ServerTx) {
 			p.acks.acked(cid.Value())
 		}
 		return
-	case inDialog(req):
+	case HasToTag(req):
 		if cid := req.CallID(); cid != nil {
 			p.acks.wait(cid.Value())
 		}
@@ -578,7 +578,7 @@ func (p *Proxy) RunRoute(tx *transaction.Tx, kind routes.Kind, name string, res 
 // RunHandler is RunRoute with a handler given directly (a continuation of
 // a Sleep form); kind and name label the run.
 func (p *Proxy) RunHandler(tx *transaction.Tx, kind routes.Kind, name string, h routes.Handler, res *sip.Response) {
-	c := routes.NewContext(routes.ContextOptions{Ctx: p.ctxOrBackground(), Engine: p, Kind: kind, Name: name,
+	c := routes.NewContext(routes.ContextOptions{Ctx: p.ctxOrBackground(), Proxy: p, Kind: kind, Name: name,
 		Tx: tx, Response: res, Logger: p.txLogger(tx)})
 	p.finish(c, p.serve(h, c))
 }
@@ -590,13 +590,13 @@ func (p *Proxy) RunDetached(kind routes.Kind, name string, req *sip.Request, dat
 	if err != nil {
 		return err
 	}
-	c := routes.NewContext(routes.ContextOptions{Ctx: p.ctx, Engine: p, Kind: kind, Name: name,
+	c := routes.NewContext(routes.ContextOptions{Ctx: p.ctx, Proxy: p, Kind: kind, Name: name,
 		Request: req, Logger: p.log.With("route", kind.String()+"["+name+"]"), Data: data})
 	return p.serve(h, c)
 }
 
 func (p *Proxy) runRoute(tx *transaction.Tx, kind routes.Kind, name string, res *sip.Response, prev *routes.Context) *routes.Context {
-	c := routes.NewContext(routes.ContextOptions{Ctx: p.ctxOrBackground(), Engine: p, Kind: kind, Name: name,
+	c := routes.NewContext(routes.ContextOptions{Ctx: p.ctxOrBackground(), Proxy: p, Kind: kind, Name: name,
 		Tx: tx, Response: res, Logger: p.txLogger(tx)})
 	if prev != nil && prev.RecordRouted() {
 		c.RecordRoute()
@@ -721,7 +721,7 @@ func (p *Proxy) finish(c *routes.Context, err error) {
 	p.txs.Finish(tx)
 }
 
-// Reply implements routes.Engine.
+// Reply implements routes.Proxy.
 func (p *Proxy) Reply(c *routes.Context, code int, reason string, body []byte, hdrs ...sip.Header) error {
 	tx := c.Tx()
 	if c.Request().IsAck() {

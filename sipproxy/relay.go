@@ -13,7 +13,7 @@ import (
 	"github.com/sipasync/sipasync/transaction"
 )
 
-// Relay implements routes.Engine: t_relay. A request other than ACK goes out
+// Relay implements routes.Proxy: t_relay. A request other than ACK goes out
 // in a client transaction whose responses one goroutine reads and forwards
 // upstream (bounded by Config.MaxRelays); an ACK is forwarded statelessly.
 func (p *Proxy) Relay(c *routes.Context, dst string) error {
@@ -275,7 +275,7 @@ func (r *relay) loop() {
 func (r *relay) final(res *sip.Response) {
 	p := r.p
 	if res.StatusCode >= 300 && r.failure != "" && !r.canceled && !r.tx.Canceled() {
-		c := routes.NewContext(routes.ContextOptions{Ctx: p.ctxOrBackground(), Engine: p, Kind: routes.KindFailure,
+		c := routes.NewContext(routes.ContextOptions{Ctx: p.ctxOrBackground(), Proxy: p, Kind: routes.KindFailure,
 			Name: r.failure, Tx: r.tx, Response: res, Logger: p.txLogger(r.tx)})
 		c.OnFailure("") // a failure route runs once per arming (t_on_failure)
 		h, err := p.routes.Lookup(routes.KindFailure, r.failure)
@@ -315,7 +315,7 @@ func (r *relay) final(res *sip.Response) {
 func (r *relay) forward(res *sip.Response) routes.Outcome {
 	p := r.p
 	if r.reply != "" {
-		c := routes.NewContext(routes.ContextOptions{Ctx: p.ctxOrBackground(), Engine: p, Kind: routes.KindReply,
+		c := routes.NewContext(routes.ContextOptions{Ctx: p.ctxOrBackground(), Proxy: p, Kind: routes.KindReply,
 			Name: r.reply, Tx: r.tx, Response: res, Logger: p.txLogger(r.tx)})
 		if h, err := p.routes.Lookup(routes.KindReply, r.reply); err == nil {
 			if err := p.serve(h, c); err != nil {

@@ -295,9 +295,9 @@ func (cl *Client) Do(c *routes.Context, req *http.Request, route string, timeout
 	if timeout < time.Millisecond {
 		return fmt.Errorf("%w: timeout %s (1ms to the suspend timeout)", ErrInvalid, timeout)
 	}
-	eng := c.Engine()
+	eng := c.Proxy()
 	if eng == nil || eng.Routes() == nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, routes.ErrNoEngine)
+		return fmt.Errorf("%w: %w", ErrInvalid, routes.ErrNoProxy)
 	}
 	// Checked here as well as by Suspend, so that a misspelled route is
 	// refused before a slot is taken.

@@ -465,11 +465,11 @@ func TestBadCallsNeverPanicAndParkNothing(t *testing.T) {
 			return routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Tx: c.Tx(), Logger: discard})
 		}, asynchttp.ErrInvalid},
 		{"no async engine", good, "LOOKUP", time.Second, func(c *routes.Context) *routes.Context {
-			// a routes.Engine with no async engine attached
-			return routes.NewContext(routes.ContextOptions{Engine: &fakeEngine{routes: h.routes}, Tx: c.Tx(), Logger: discard})
+			// a routes.Proxy with no async engine attached
+			return routes.NewContext(routes.ContextOptions{Proxy: &fakeEngine{routes: h.routes}, Tx: c.Tx(), Logger: discard})
 		}, async.ErrNoEngine},
 		{"no transaction", good, "LOOKUP", time.Second, func(c *routes.Context) *routes.Context {
-			return routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Engine: h.fe, Request: c.Request(), Logger: discard})
+			return routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Proxy: h.fe, Request: c.Request(), Logger: discard})
 		}, async.ErrNoTx},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -157,7 +157,7 @@ func (h *harness) advance(d time.Duration) int {
 
 // ctxOf returns the Context of a run of kind[name] on tx, under the engine.
 func (h *harness) ctxOf(tx *transaction.Tx, kind routes.Kind, name string) *routes.Context {
-	return routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Engine: h.fe, Kind: kind, Name: name,
+	return routes.NewContext(routes.ContextOptions{Ctx: h.ctx, Proxy: h.fe, Kind: kind, Name: name,
 		Tx: tx, Logger: discard})
 }
 
