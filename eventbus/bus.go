@@ -122,6 +122,15 @@ func (b *Bus) Close(ctx context.Context) error {
 		subs = append(subs, s)
 	}
 	b.mu.Unlock()
+	if err := UnsubscribeAll(ctx, subs); err != nil {
+		return fmt.Errorf("eventbus: close: %w", err)
+	}
+	return nil
+}
+
+// UnsubscribeAll unsubscribes every one of subs at once and waits until
+// each has dispatched what it holds, or until ctx ends (ctx's error).
+func UnsubscribeAll[S interface{ Unsubscribe() <-chan struct{} }](ctx context.Context, subs []S) error {
 	done := make([]<-chan struct{}, 0, len(subs))
 	for _, s := range subs {
 		done = append(done, s.Unsubscribe())
@@ -130,7 +139,7 @@ func (b *Bus) Close(ctx context.Context) error {
 		select {
 		case <-d:
 		case <-ctx.Done():
-			return fmt.Errorf("eventbus: close: %w", ctx.Err())
+			return ctx.Err()
 		}
 	}
 	return nil

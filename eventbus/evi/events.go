@@ -418,16 +418,8 @@ func (e *Events) Close(ctx context.Context) error {
 	e.closed = true
 	subs := slices.Collect(maps.Values(e.subs))
 	e.mu.Unlock()
-	done := make([]<-chan struct{}, 0, len(subs))
-	for _, s := range subs {
-		done = append(done, s.Unsubscribe())
-	}
-	for _, d := range done {
-		select {
-		case <-d:
-		case <-ctx.Done():
-			return fmt.Errorf("evi: close: %w", ctx.Err())
-		}
+	if err := eventbus.UnsubscribeAll(ctx, subs); err != nil {
+		return fmt.Errorf("evi: close: %w", err)
 	}
 	return nil
 }
