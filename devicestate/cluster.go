@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,84 +52,6 @@ type ClusterOptions struct {
 	FileStorage bool
 	// Timeout bounds each NATS request and each batch of writes (default 5s).
 	Timeout time.Duration
-}
-
-// KV layout (all keys in one bucket, one writer per key):
-//
-//	dev.<device>.<node>   this node's view of the device: a state name, e.g. "INUSE"
-//	mwi.<mailbox>.<node>  {"new":N,"old":N,"t":unix-ms} set on that node
-//	node.<node>           heartbeat {"t":unix-ms,"exp":ms,"boot":"hex"}
-//
-// Device and mailbox names are escaped: letters, digits, '-' and '_' stay,
-// every other byte is written =HH.
-const (
-	kindDev = "d:"
-	kindMWI = "m:"
-)
-
-func escapeName(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
-			b.WriteByte(c)
-		} else {
-			fmt.Fprintf(&b, "=%02X", c)
-		}
-	}
-	return b.String()
-}
-
-func unescapeName(s string) (string, error) {
-	if !strings.Contains(s, "=") {
-		return s, nil
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '=' {
-			b.WriteByte(s[i])
-			continue
-		}
-		if i+2 >= len(s) {
-			return "", fmt.Errorf("devicestate: bad escape in %q", s)
-		}
-		v, err := hex.DecodeString(s[i+1 : i+3])
-		if err != nil {
-			return "", fmt.Errorf("devicestate: bad escape in %q", s)
-		}
-		b.WriteByte(v[0])
-		i += 2
-	}
-	return b.String(), nil
-}
-
-func devKey(device, node string) string  { return "dev." + escapeName(device) + "." + node }
-func mwiKey(mailbox, node string) string { return "mwi." + escapeName(mailbox) + "." + node }
-func nodeKey(node string) string         { return "node." + node }
-
-// parseKey splits a key into kind ("dev", "mwi", "node"), name and node.
-func parseKey(key string) (kind, name, node string, err error) {
-	parts := strings.Split(key, ".")
-	switch {
-	case len(parts) == 2 && parts[0] == "node":
-		return "node", "", parts[1], nil
-	case len(parts) == 3 && (parts[0] == "dev" || parts[0] == "mwi"):
-		name, err = unescapeName(parts[1])
-		return parts[0], name, parts[2], err
-	}
-	return "", "", "", fmt.Errorf("devicestate: unknown key %q", key)
-}
-
-type heartbeat struct {
-	T    int64  `json:"t"`
-	Exp  int64  `json:"exp"`
-	Boot string `json:"boot"`
-}
-
-type mwiValue struct {
-	New int   `json:"new"`
-	Old int   `json:"old"`
-	T   int64 `json:"t"`
 }
 
 // cluster publishes this node's view to the bucket and applies the other
@@ -421,7 +341,7 @@ type kvWrite struct {
 
 func (c *cluster) heartbeat() error {
 	now := c.n.clock.Now()
-	v, _ := json.Marshal(heartbeat{T: now.UnixMilli(), Exp: c.o.Expiry.Milliseconds(), Boot: c.boot})
+	v := encodeHeartbeat(heartbeat{T: now.UnixMilli(), Exp: c.o.Expiry.Milliseconds(), Boot: c.boot})
 	if err := c.write(c.ctx, []kvWrite{{msg: &nats.Msg{Subject: c.pre + nodeKey(c.n.id), Data: v}}}); err != nil {
 		return err
 	}
@@ -578,13 +498,13 @@ func (n *Node) takeDirty(pre string, limit int) []kvWrite {
 		case kindDev:
 			m = &nats.Msg{Subject: pre + devKey(name, n.id)}
 			if d := n.devices[name]; d != nil && d.local != Invalid {
-				m.Data = []byte(d.local.String())
+				m.Data = encodeDevice(d.local)
 			}
 		case kindMWI:
 			m = &nats.Msg{Subject: pre + mwiKey(name, n.id)}
 			if mb := n.mailboxes[name]; mb != nil {
 				if v, ok := mb.views[n.id]; ok {
-					m.Data, _ = json.Marshal(mwiValue{New: v.New, Old: v.Old, T: v.t.UnixMilli()})
+					m.Data = encodeMailbox(mwiValue{New: v.New, Old: v.Old, T: v.t.UnixMilli()})
 				}
 			}
 		}
@@ -613,8 +533,7 @@ func (n *Node) applyEntry(gen uint64, key string, val []byte, deleted bool, crea
 	if node == n.id {
 		switch kind {
 		case "node":
-			var hb heartbeat
-			if !deleted && n.cl != nil && json.Unmarshal(val, &hb) == nil && hb.Boot != n.cl.boot {
+			if hb, err := decodeHeartbeat(val); !deleted && n.cl != nil && err == nil && hb.Boot != n.cl.boot {
 				n.stats.conflicts.Add(1)
 				n.cl.logErr("conflict", "another process heartbeats with this node id", fmt.Errorf("boot %s", hb.Boot))
 			}
@@ -641,10 +560,10 @@ func (n *Node) applyEntry(gen uint64, key string, val []byte, deleted bool, crea
 			return // from a watch already replaced
 		}
 		p.gen = gen
-		var hb heartbeat
+		hb, err := decodeHeartbeat(val)
 		if deleted {
 			p.hb = false
-		} else if err := json.Unmarshal(val, &hb); err != nil {
+		} else if err != nil {
 			n.stats.badEntries.Add(1)
 			return
 		} else {
@@ -674,7 +593,7 @@ func (n *Node) applyEntry(gen uint64, key string, val []byte, deleted bool, crea
 			}
 			delete(d.remote, node)
 		} else {
-			s, err := ParseState(string(val))
+			s, err := decodeDevice(val)
 			if err != nil {
 				n.stats.badEntries.Add(1)
 				return
@@ -704,8 +623,8 @@ func (n *Node) applyEntry(gen uint64, key string, val []byte, deleted bool, crea
 			}
 			delete(mb.views, node)
 		} else {
-			var v mwiValue
-			if err := json.Unmarshal(val, &v); err != nil || v.New < 0 || v.Old < 0 {
+			v, err := decodeMailbox(val)
+			if err != nil {
 				n.stats.badEntries.Add(1)
 				return
 			}
