@@ -149,15 +149,10 @@ func RunFlood(ctx context.Context, cfg FloodConfig, command string) (*FloodRepor
 	}
 	r.Background = cfg.Quiet.WaitQuiet(ctx)
 
-	port, err := sipptest.FreePort("udp", sipptest.LoopbackIP)
+	floodRate := cfg.CleanRate * cfg.Factor
+	inst, err := startOnFreePort(ctx, cfg.Target, ProxySpec{Scenario: sc, Dir: cfg.Dir, Rate: cfg.CleanRate})
 	if err != nil {
 		return nil, err
-	}
-	floodRate := cfg.CleanRate * cfg.Factor
-	inst, err := cfg.Target.Start(ctx, ProxySpec{Scenario: sc, Addr: fmt.Sprintf("%s:%d", sipptest.LoopbackIP, port),
-		Dir: cfg.Dir, Rate: cfg.CleanRate})
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", cfg.Target.Name(), err)
 	}
 	defer inst.Stop(context.Background()) //nolint:errcheck // the normal path stops it below
 	r.ProxyCommand = inst.Command()

@@ -287,20 +287,7 @@ func (p *kamailioInstance) Stop(ctx context.Context) (Exit, error) {
 		select {
 		case <-p.done:
 		default:
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			t := time.NewTimer(p.stopTimeout)
-			select {
-			case <-p.done:
-			case <-t.C:
-				p.exit.Killed = true
-			case <-ctx.Done():
-				p.exit.Killed = true
-			}
-			t.Stop()
-			if p.exit.Killed {
-				_ = p.cmd.Process.Kill()
-				<-p.done
-			}
+			p.exit.Killed = terminate(ctx, p.cmd, p.done, p.stopTimeout)
 		}
 		// Children left behind (the main process was killed): end them,
 		// checking that the PID is still a kamailio whose parent was ours

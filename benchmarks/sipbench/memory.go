@@ -172,12 +172,7 @@ type parkRunResult struct {
 }
 
 func startMemProxy(ctx context.Context, cfg MemConfig, sc Scenario, dir string, gctrace bool) (Instance, error) {
-	port, err := sipptest.FreePort("udp", sipptest.LoopbackIP)
-	if err != nil {
-		return nil, err
-	}
-	return cfg.Target.Start(ctx, ProxySpec{Scenario: sc, Addr: fmt.Sprintf("%s:%d", sipptest.LoopbackIP, port),
-		Dir: dir, GCTrace: gctrace, Park: cfg.Park})
+	return startOnFreePort(ctx, cfg.Target, ProxySpec{Scenario: sc, Dir: dir, GCTrace: gctrace, Park: cfg.Park})
 }
 
 // parkRun starts a proxy, reads its idle RSS, runs the UAC and calls sample

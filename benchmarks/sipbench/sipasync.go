@@ -218,20 +218,7 @@ func (p *sipasyncInstance) Stop(ctx context.Context) (Exit, error) {
 				// One more lateness report covers the last calls.
 				time.Sleep(shaperReport * 3 / 2)
 			}
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			t := time.NewTimer(p.stopTimeout)
-			select {
-			case <-p.done:
-			case <-t.C:
-				p.exit.Killed = true
-			case <-ctx.Done():
-				p.exit.Killed = true
-			}
-			t.Stop()
-			if p.exit.Killed {
-				_ = p.cmd.Process.Kill()
-				<-p.done
-			}
+			p.exit.Killed = terminate(ctx, p.cmd, p.done, p.stopTimeout)
 		}
 		p.exit.Code = p.cmd.ProcessState.ExitCode()
 		log, _ := os.ReadFile(p.logPath)
@@ -468,4 +455,22 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// terminate sends cmd SIGTERM and waits for done (closed when it exited)
+// up to timeout or ctx's end; then it kills it and waits. It reports
+// whether it had to kill.
+func terminate(ctx context.Context, cmd *exec.Cmd, done <-chan struct{}, timeout time.Duration) bool {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return false
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	_ = cmd.Process.Kill()
+	<-done
+	return true
 }

@@ -234,14 +234,9 @@ func RunStep(ctx context.Context, cfg StepConfig) (*Step, error) {
 	st := &Step{Rate: cfg.Rate, DurationS: cfg.Duration.Seconds(), Calls: calls, Started: time.Now(), LoadAvg: loadAvg1(),
 		Background: bg}
 
-	port, err := sipptest.FreePort("udp", sipptest.LoopbackIP)
+	inst, err := startOnFreePort(ctx, cfg.Target, ProxySpec{Scenario: sc, Dir: cfg.Dir, Rate: cfg.Rate})
 	if err != nil {
 		return nil, err
-	}
-	inst, err := cfg.Target.Start(ctx, ProxySpec{Scenario: sc, Addr: fmt.Sprintf("%s:%d", sipptest.LoopbackIP, port),
-		Dir: cfg.Dir, Rate: cfg.Rate})
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", cfg.Target.Name(), err)
 	}
 	defer inst.Stop(context.Background()) //nolint:errcheck // the normal path stops it below
 	st.ProxyCommand = inst.Command()

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/sipasync/sipasync/internal/sipptest"
 )
 
 // A Target is a proxy implementation under test (sipasync or Kamailio).
@@ -24,6 +26,21 @@ type Target interface {
 	// Start runs a proxy for spec and returns once it serves on
 	// spec.Addr.
 	Start(ctx context.Context, spec ProxySpec) (Instance, error)
+}
+
+// startOnFreePort starts t for spec on a free loopback UDP port (spec.Addr
+// is set here).
+func startOnFreePort(ctx context.Context, t Target, spec ProxySpec) (Instance, error) {
+	port, err := sipptest.FreePort("udp", sipptest.LoopbackIP)
+	if err != nil {
+		return nil, err
+	}
+	spec.Addr = fmt.Sprintf("%s:%d", sipptest.LoopbackIP, port)
+	inst, err := t.Start(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", t.Name(), err)
+	}
+	return inst, nil
 }
 
 // ProxySpec is what one proxy process must do.
