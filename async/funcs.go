@@ -102,15 +102,24 @@ func TaskGroupRoute(c *routes.Context, name, group string) error {
 
 // TaskGroupRouteValue is TaskGroupRoute carrying a typed value.
 func TaskGroupRouteValue(c *routes.Context, name, group string, value any) error {
-	e, err := EngineOf(c)
+	e, g, err := engineAndGroup(c, group)
 	if err != nil {
 		return err
 	}
+	return e.taskRoute(c, name, g, value)
+}
+
+// engineAndGroup finds c's engine and the named worker group.
+func engineAndGroup(c *routes.Context, group string) (*Engine, *workergroups.Group, error) {
+	e, err := EngineOf(c)
+	if err != nil {
+		return nil, nil, err
+	}
 	g, err := e.cfg.Groups.Lookup(group)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnknownGroup, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrUnknownGroup, err)
 	}
-	return e.taskRoute(c, name, g, value)
+	return e, g, nil
 }
 
 func (e *Engine) taskRoute(c *routes.Context, name string, g *workergroups.Group, value any) error {
@@ -146,13 +155,9 @@ func TaskData(c *routes.Context, name string, data any) error {
 
 // TaskGroupData is async_task_group_data(name, group, data).
 func TaskGroupData(c *routes.Context, name, group string, data any) error {
-	e, err := EngineOf(c)
+	e, g, err := engineAndGroup(c, group)
 	if err != nil {
 		return err
-	}
-	g, err := e.cfg.Groups.Lookup(group)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnknownGroup, err)
 	}
 	return e.taskData(name, g, data)
 }
