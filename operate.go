@@ -363,7 +363,7 @@ type ReloadReport struct {
 func (a *Server) Reload() (ReloadReport, error) {
 	rep := ReloadReport{Reloaded: []string{}, NotReloaded: []string{}, Errors: []string{}}
 	if a.program == nil || a.flagSet == nil {
-		return rep, errors.New("reload: this program was not started by app.Run")
+		return rep, errors.New("reload: only a server started by sipasync.Run or Main reloads its configuration")
 	}
 	_, fs, _, err := a.program.flags(a.flagSet)
 	if err != nil {
