@@ -28,7 +28,7 @@ FUZZTIME ?= 5m
 FUZZFLAGS ?=
 FUZZ_TARGETS ?= sipproxy:FuzzParseListen sipproxy:FuzzParseTarget sipproxy:FuzzValidateRequest \
 	sipproxy:FuzzRegistrarSave sipproxy:FuzzRawReply sipproxy:FuzzParseQ sipproxy:FuzzShedDatagram \
-	sipproxy:FuzzHeaderTag transaction:FuzzParseToken \
+	rawsip:FuzzTag rawsip:FuzzScanAgreesWithSipgo transaction:FuzzParseToken \
 	workergroups:FuzzParseSpec eventbus/evi:FuzzEncode eventbus/evi:FuzzDecode eventbus/evi:FuzzParseSocket \
 	eventbus/evi:FuzzParseEventFlag eventbus/rabbitmq:FuzzParseAddress eventbus/rabbitmq:FuzzEncodeJSON \
 	internal/config:FuzzParseFile internal/config:FuzzRedact sipauth:FuzzParseFile sipauth:FuzzCheck

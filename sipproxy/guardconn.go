@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/sipasync/sipasync/rawsip"
 )
 
 // guardPacketConn wraps a UDP socket: datagrams over the size limit are
@@ -73,9 +75,8 @@ func (c *guardPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			continue
 		}
 		if c.g.acks != nil && c.g.acks.expecting() && bytes.HasPrefix(buf[:n], []byte("ACK ")) {
-			_, rest := cutLine(buf[:n])
-			if callID, _, _ := dialogHeaders(rest); callID != nil {
-				c.g.acks.seen(callID)
+			if h, _ := rawsip.Scan(buf[:n]); h.CallID != nil {
+				c.g.acks.seen(h.CallID)
 			}
 		}
 		c.mu.Lock()

@@ -172,20 +172,6 @@ func TestShedDatagram(t *testing.T) {
 	assert.Equal(t, uint64(1), g.shedDropped.Load())
 }
 
-func TestHeaderTag(t *testing.T) {
-	for v, want := range map[string]string{
-		" <sip:b@h>;tag=x1":             "x1",
-		" <sip:b@h;tag=no>":             "",
-		" sip:b@h;tag=x2;other=1":       "x2",
-		" \"B\" <sip:b@h> ; TAG = x3 ":  "x3",
-		" <sip:b@h>;tag=":               "",
-		" <sip:b@h>;foo=bar":            "",
-		" <sip:b@h>;foo=bar;tag=x4;q=1": "x4",
-	} {
-		assert.Equal(t, want, string(headerTag([]byte(v))), v)
-	}
-}
-
 // TestOverloadShedsOverTheWire runs a proxy whose run queue reads as long:
 // new requests get 503 with Retry-After on UDP (from the socket wrapper)
 // and TCP (from the proxy), the ACK for the UDP 503 is absorbed, and once

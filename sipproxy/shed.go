@@ -6,6 +6,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/sipasync/sipasync/rawsip"
 	"github.com/sipasync/sipasync/transaction"
 )
 
@@ -42,15 +43,13 @@ const shedTag = "sa-ovl-"
 // such an answer). Anything it cannot classify passes to sipgo.
 func (g *guard) shedDatagram(msg []byte, write func([]byte) error) bool {
 	o := g.overload
-	line, rest := cutLine(msg)
-	if !isRequestLine(line) {
-		return false // a response: it finishes work already taken
+	h, _ := rawsip.Scan(msg)
+	if !h.Request {
+		return false // a response (it finishes work already taken), or unreadable
 	}
-	method, _, _ := bytes.Cut(line, []byte(" "))
-	callID, toTag, hasTo := dialogHeaders(rest)
-	switch string(method) {
+	switch string(h.Method) {
 	case "ACK":
-		if bytes.HasPrefix(toTag, []byte(shedTag)) {
+		if bytes.HasPrefix(h.ToTag, []byte(shedTag)) {
 			g.shedACKs.Add(1)
 			return true
 		}
@@ -58,7 +57,7 @@ func (g *guard) shedDatagram(msg []byte, write func([]byte) error) bool {
 	case "CANCEL":
 		return false
 	}
-	if !hasTo || toTag != nil || callID == nil || !o.shed(callID) {
+	if !h.HasTo || h.ToTag != nil || h.CallID == nil || !o.shed(h.CallID) {
 		return false // in-dialog, admitted, or malformed (sipgo refuses it)
 	}
 	g.shed.Add(1)
@@ -67,56 +66,4 @@ func (g *guard) shedDatagram(msg []byte, write func([]byte) error) bool {
 		g.shedDropped.Add(1)
 	}
 	return true
-}
-
-// dialogHeaders scans a raw message's headers (after the start line) for
-// the Call-ID and the To tag; hasTo reports whether a To header was there.
-func dialogHeaders(rest []byte) (callID, toTag []byte, hasTo bool) {
-	for len(rest) > 0 {
-		var h []byte
-		h, rest = cutLine(rest)
-		if len(h) == 0 {
-			break
-		}
-		name, value, ok := bytes.Cut(h, []byte(":"))
-		if !ok {
-			continue
-		}
-		name = bytes.TrimSpace(name)
-		switch {
-		case bytes.EqualFold(name, []byte("call-id")) || bytes.EqualFold(name, []byte("i")):
-			callID = bytes.TrimSpace(value)
-		case bytes.EqualFold(name, []byte("to")) || bytes.EqualFold(name, []byte("t")):
-			hasTo = true
-			toTag = headerTag(value)
-		}
-	}
-	return callID, toTag, hasTo
-}
-
-// headerTag returns the tag parameter of a From/To value, nil if none.
-func headerTag(v []byte) []byte {
-	// Parameters follow the name-addr's '>' or, without one, the URI.
-	if i := bytes.LastIndexByte(v, '>'); i >= 0 {
-		v = v[i+1:]
-	}
-	for len(v) > 0 {
-		i := bytes.IndexByte(v, ';')
-		if i < 0 {
-			return nil
-		}
-		v = v[i+1:]
-		p := v
-		if j := bytes.IndexByte(p, ';'); j >= 0 {
-			p = p[:j]
-		}
-		k, val, _ := bytes.Cut(p, []byte("="))
-		if bytes.EqualFold(bytes.TrimSpace(k), []byte("tag")) {
-			if val = bytes.TrimSpace(val); len(val) > 0 {
-				return val
-			}
-			return nil
-		}
-	}
-	return nil
 }
