@@ -51,8 +51,8 @@ func Scan(msg []byte) (h Head, ok bool) {
 			break // end of headers
 		}
 		// A folded header (a line starting with white space) continues
-		// the one before it; none of the headers read here is folded by
-		// the parsers we meet, so a continuation is skipped.
+		// the one before it: of a header Scan reads, that is refused
+		// below; of another, the continuation is skipped.
 		if hl[0] == ' ' || hl[0] == '\t' {
 			continue
 		}
@@ -62,6 +62,10 @@ func Scan(msg []byte) (h Head, ok bool) {
 		}
 		name = bytes.TrimSpace(name)
 		value = bytes.TrimSpace(value)
+		if len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') && (isName(name, "call-id", "i") ||
+			isName(name, "via", "v") || isName(name, "cseq", "") || isName(name, "to", "t")) {
+			return h, false // folded onto the next line: the full parse joins it
+		}
 		switch {
 		case isName(name, "call-id", "i"):
 			if h.CallID == nil {

@@ -60,6 +60,8 @@ func TestScanRefusesWhatItCannotRead(t *testing.T) {
 		strings.Replace(invite, "Call-ID: 3848276298220188511@10.0.0.1\r\n", "", 1),
 		strings.Replace(invite, "CSeq: 314159 INVITE", "CSeq: x INVITE", 1),
 		strings.Replace(invite, "CSeq: 314159 INVITE", "CSeq: 314159", 1),
+		strings.Replace(invite, "To: <sip:bob@example.com>\r\n", "To: <sip:bob@example.com>\r\n ;tag=folded\r\n", 1),
+		strings.Replace(invite, "Via: SIP/2.0/UDP 10.0.0.1:5060", "Via: 10.0.0.1:5060", 1), // a top Via it cannot read
 	} {
 		if h, ok := Scan([]byte(msg)); ok {
 			t.Errorf("Scan(%q) = ok, %+v", msg, h)
