@@ -121,13 +121,31 @@ func viaBranch(v []byte) (branch []byte, ok bool) {
 	for {
 		first, rest, more := bytes.Cut(v, []byte(","))
 		if first = bytes.TrimSpace(first); len(first) > 0 || !more {
-			if len(first) < 8 || !bytes.EqualFold(first[:8], []byte("SIP/2.0/")) {
+			if !sentProtocolAndBy(first) {
 				return nil, false
 			}
 			return param(first, "branch"), true
 		}
 		v = rest
 	}
+}
+
+// sentProtocolAndBy reports whether a via-parm starts as RFC 3261 says:
+// SIP/2.0/TRANSPORT, white space, a sent-by before any parameter.
+func sentProtocolAndBy(v []byte) bool {
+	if len(v) < 8 || !bytes.EqualFold(v[:8], []byte("SIP/2.0/")) {
+		return false
+	}
+	v = v[8:]
+	i := bytes.IndexAny(v, " \t")
+	if i <= 0 || !isToken(v[:i]) {
+		return false
+	}
+	sentBy := bytes.TrimSpace(v[i:])
+	if j := bytes.IndexByte(sentBy, ';'); j >= 0 {
+		sentBy = bytes.TrimSpace(sentBy[:j])
+	}
+	return len(sentBy) > 0
 }
 
 // param returns the value of ;name=value in v (parameters after the first
