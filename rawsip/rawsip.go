@@ -112,22 +112,15 @@ func Tag(v []byte) []byte {
 	return param(v, "tag")
 }
 
-// viaBranch returns the branch of the first via-parm of a Via value;
-// ok is false when that via-parm does not start with its sent-protocol
-// (SIP/2.0/transport): Scan does not guess at a Via it cannot read.
+// viaBranch returns the branch of a Via value of one via-parm; ok is
+// false when the value holds several (a comma list) or does not start with
+// its sent-protocol and sent-by (SIP/2.0/TRANSPORT host): Scan does not
+// guess at a Via it cannot read plainly, the full parse does.
 func viaBranch(v []byte) (branch []byte, ok bool) {
-	// A header of several Vias: the top one is the first that is not
-	// empty (parsers skip empty elements of a comma list).
-	for {
-		first, rest, more := bytes.Cut(v, []byte(","))
-		if first = bytes.TrimSpace(first); len(first) > 0 || !more {
-			if !sentProtocolAndBy(first) {
-				return nil, false
-			}
-			return param(first, "branch"), true
-		}
-		v = rest
+	if bytes.IndexByte(v, ',') >= 0 || !sentProtocolAndBy(v) {
+		return nil, false
 	}
+	return param(v, "branch"), true
 }
 
 // sentProtocolAndBy reports whether a via-parm starts as RFC 3261 says:
