@@ -130,7 +130,7 @@ func FuzzScanAgreesWithSipgo(f *testing.F) {
 		if got := string(h.CallID); got != strings.TrimSpace(cid.Value()) {
 			t.Fatalf("Call-ID %q, sipgo %q: %q", got, cid.Value(), data)
 		}
-		if b, _ := via.Params.Get("branch"); string(h.Branch) != strings.TrimSpace(b) {
+		if b := paramFold(via.Params, "branch"); string(h.Branch) != strings.TrimSpace(b) {
 			t.Fatalf("branch %q, sipgo %q: %q", h.Branch, b, data)
 		}
 		// (white space: sipgo keeps some that Scan trims; not a disagreement)
@@ -138,7 +138,7 @@ func FuzzScanAgreesWithSipgo(f *testing.F) {
 			t.Fatalf("CSeq %d %q, sipgo %d %q: %q", h.CSeq, h.CSeqMethod, cs.SeqNo, cs.MethodName, data)
 		}
 		if to != nil {
-			tag, _ := to.Params.Get("tag")
+			tag := paramFold(to.Params, "tag")
 			if string(h.ToTag) != strings.TrimSpace(tag) {
 				t.Fatalf("To tag %q, sipgo %q: %q", h.ToTag, tag, data)
 			}
@@ -203,4 +203,15 @@ func FuzzTag(f *testing.F) {
 			t.Fatalf("tag %q of %q", tag, s)
 		}
 	})
+}
+
+// paramFold looks a parameter up by name regardless of case, as RFC 3261
+// compares parameter names (sipgo's Get compares them exactly).
+func paramFold(ps sip.HeaderParams, name string) string {
+	for _, kv := range ps {
+		if strings.EqualFold(kv.K, name) {
+			return kv.V
+		}
+	}
+	return ""
 }
