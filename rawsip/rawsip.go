@@ -68,9 +68,10 @@ func Scan(msg []byte) (h Head, ok bool) {
 		}
 		switch {
 		case isName(name, "call-id", "i"):
-			if h.CallID == nil {
-				h.CallID = value
+			if h.CallID != nil {
+				return h, false // two Call-IDs: parsers disagree on which counts
 			}
+			h.CallID = value
 		case isName(name, "via", "v"):
 			if !haveVia {
 				var ok bool
@@ -80,14 +81,18 @@ func Scan(msg []byte) (h Head, ok bool) {
 				haveVia = true
 			}
 		case isName(name, "cseq", ""):
-			if !haveCSeq {
-				haveCSeq = cseq(value, &h)
+			if haveCSeq {
+				return h, false // two CSeqs
+			}
+			if haveCSeq = cseq(value, &h); !haveCSeq {
+				return h, false
 			}
 		case isName(name, "to", "t"):
-			if !h.HasTo {
-				h.HasTo = true
-				h.ToTag = Tag(value)
+			if h.HasTo {
+				return h, false // two Tos
 			}
+			h.HasTo = true
+			h.ToTag = Tag(value)
 		}
 	}
 	return h, len(h.CallID) > 0 && haveVia && haveCSeq
@@ -105,8 +110,8 @@ func Shard(seed maphash.Seed, callID []byte, n int) int {
 // Tag returns the tag parameter of a From or To value, nil if none.
 func Tag(v []byte) []byte {
 	// Parameters follow the name-addr's '>' (sipgo takes one there even
-	// without its ';') or, without one, the URI.
-	if i := bytes.LastIndexByte(v, '>'); i >= 0 {
+	// without its ';') or, without a <...>, the URI.
+	if i := bytes.LastIndexByte(v, '>'); i >= 0 && bytes.IndexByte(v[:i], '<') >= 0 {
 		return params(v[i+1:], "tag", true)
 	}
 	return param(v, "tag")
@@ -138,7 +143,51 @@ func sentProtocolAndBy(v []byte) bool {
 	if j := bytes.IndexByte(sentBy, ';'); j >= 0 {
 		sentBy = bytes.TrimSpace(sentBy[:j])
 	}
-	return len(sentBy) > 0
+	return validSentBy(sentBy)
+}
+
+// validSentBy reports whether b is host[:port]: a host name, an IPv4
+// address or a bracketed IPv6 one, and a port of 1 to 5 digits.
+func validSentBy(b []byte) bool {
+	host, port := b, []byte(nil)
+	if len(b) > 0 && b[0] == '[' {
+		end := bytes.IndexByte(b, ']')
+		if end < 0 {
+			return false
+		}
+		host, b = b[:end+1], b[end+1:]
+		if len(b) > 0 {
+			if b[0] != ':' {
+				return false
+			}
+			port = b[1:]
+			if len(port) == 0 {
+				return false
+			}
+		}
+	} else if k := bytes.IndexByte(b, ':'); k >= 0 {
+		host, port = b[:k], b[k+1:]
+		if len(port) == 0 {
+			return false
+		}
+	}
+	if len(host) == 0 || len(port) > 5 {
+		return false
+	}
+	for _, c := range port {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	if host[0] == '[' {
+		return true
+	}
+	for _, c := range host {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // param returns the value of ;name=value in v (parameters after the first
