@@ -11,7 +11,6 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipasync/sipasync/admin"
-	"github.com/sipasync/sipasync/routes"
 	"github.com/sipasync/sipasync/transaction"
 )
 
@@ -113,11 +112,8 @@ func (e *Engine) rpcAsyncResume(_ context.Context, p json.RawMessage) (any, erro
 		}
 	}
 	if err := e.Continue(tok, in.Route, v); err != nil {
-		reason := transaction.RefusalReason(err)
-		if reason == "" && errors.Is(err, routes.ErrUnknownRoute) {
-			reason = "unknown_route"
-		}
-		if reason == "" && errors.Is(err, ErrResumeAnswered) {
+		reason := RefusalReasons[refusalIndex(err)]
+		if errors.Is(err, ErrResumeAnswered) {
 			reason = "answered_503"
 		}
 		return nil, &admin.Error{Code: admin.CodeFailed, Message: fmt.Sprintf("async.resume %s: %v", tok, err),

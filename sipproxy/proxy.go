@@ -139,7 +139,7 @@ type Proxy struct {
 	asyncMu sync.Mutex
 	async   any // the async engine route Contexts park on (SetAsync)
 
-	logLimit *lograte.Limiter // ERROR lines of route programming errors
+	logLimit *lograte.Limiter // ERROR lines of route programming errors, keyed by kind
 
 	calls    observe.List[observe.Call]
 	requests observe.List[*sip.Request]
@@ -655,7 +655,7 @@ func (p *Proxy) routeError(c *routes.Context, err error) {
 		}
 	}
 	n := p.stats.routeErrors[i].Add(1)
-	if ok, _ := p.logLimit.Allow("route:" + RouteErrorKinds[i]); !ok {
+	if ok, _ := p.logLimit.Allow(RouteErrorKinds[i]); !ok {
 		return
 	}
 	c.Logger().Error("route programming error (logged at most once a second per kind)",
